@@ -1,0 +1,1 @@
+"""Plain Python clients for AWX, GitHub, the OCI registry and the Kubernetes roll-out. Never imports prefect."""

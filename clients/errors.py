@@ -1,0 +1,80 @@
+"""The errors of every client: one small hierarchy, each message naming the remote object and its URL.
+
+Messages never carry a secret: clients build them from URLs, names, statuses and the services' own words.
+"""
+
+from __future__ import annotations
+
+
+class ClientError(Exception):
+    """Base of every error raised by ``clients``."""
+
+
+class ApiError(ClientError):
+    """A service answered with an unexpected status, or not at all.
+
+    Attributes:
+        status: the HTTP status, or None when no answer came (connection error, timeout).
+        url: the request URL (without credentials).
+        detail: the service's own words (e.g. AWX's ``detail``, GitHub's ``message``), if any.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, url: str | None = None, detail: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.url = url
+        self.detail = detail
+
+
+class RateLimited(ApiError):
+    """Over a rate limit, and the wait it asks for is longer than the client's cap."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float,
+        status: int | None = None,
+        url: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, url=url, detail=detail)
+        self.retry_after = retry_after
+
+
+class NotFound(ApiError):
+    """The remote object does not exist (a template name, a workflow, a run, a StatefulSet)."""
+
+
+class AmbiguousName(ClientError):
+    """A name matched more than one remote object (e.g. AWX templates in two organisations)."""
+
+
+class LaunchRejected(ClientError):
+    """AWX refused or silently altered a launch (400 field errors, or non-empty ``ignored_fields``)."""
+
+
+class DeadlineExceeded(ClientError):
+    """A wait passed its deadline; the message says what was awaited and its last known state."""
+
+
+class BuildFailed(ClientError):
+    """A GitHub Actions run ended with a conclusion other than success (names the run, job and step)."""
+
+
+class JobFailed(ClientError):
+    """An AWX job ended failed, error or canceled (status, explanation, job URL, the output's tail)."""
+
+
+class ImageNotFound(ClientError):
+    """A tag or digest is not in the registry."""
+
+
+class RolloutStuck(ClientError):
+    """A pod of the roll-out is stuck (CrashLoopBackOff, ImagePullBackOff, Unschedulable, ...)."""
+
+
+class ImageMismatch(ClientError):
+    """A pod runs an image digest other than the expected one."""

@@ -1,0 +1,1 @@
+"""flows of fragalysis-cd."""

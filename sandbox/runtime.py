@@ -1,0 +1,429 @@
+"""The sandbox process: four emulators on loopback ports, one asyncio loop, one clock, one scenario.
+
+``Sandbox`` runs the loop in a background thread so that the same object serves the CLI (``python -m sandbox``)
+and tests (``with Sandbox(scenario, ports=FREE_PORTS) as sb: ...``). Emulators subclass ``Emulator``; they share
+a ``Runtime`` (clock, scenario, faults, seeded randomness, request log, each other's URLs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import socket
+import threading
+from collections.abc import Callable, Coroutine, Mapping
+from concurrent.futures import Future
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import httpx
+import uvicorn
+import yaml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from sandbox.clock import Clock
+from sandbox.faults import ExposeTransport, FaultMiddleware
+from sandbox.requestlog import RequestLog, RequestLogMiddleware
+from sandbox.scenario import Faults, Scenario, load_scenario
+
+if TYPE_CHECKING:
+    from sandbox.awx import AwxEmulator
+    from sandbox.github import GitHubEmulator
+    from sandbox.kubernetes import KubernetesEmulator
+    from sandbox.registry import RegistryEmulator
+
+T = TypeVar("T")
+
+SERVICES = ("github", "awx", "registry", "kubernetes")
+DEFAULT_PORTS: Mapping[str, int] = {"github": 8601, "awx": 8602, "registry": 8603, "kubernetes": 8604}
+FREE_PORTS: Mapping[str, int] = dict.fromkeys(SERVICES, 0)
+
+
+class Emulator:
+    """One emulated service: its routes, its background work, and how it answers an injected fault."""
+
+    name: ClassVar[str]
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def routes(self) -> list[BaseRoute]:
+        """The service's API routes."""
+        raise NotImplementedError
+
+    def control_routes(self) -> list[BaseRoute]:
+        """Extra routes under ``/_sandbox/`` (e.g. GitHub's push)."""
+        return []
+
+    def exception_handlers(self) -> dict[Any, Callable[..., Any]]:
+        """Starlette exception handlers, so that unknown paths and bad input get the real service's errors."""
+        return {}
+
+    def fault_response(self, status: int, message: str, headers: dict[str, str]) -> Response:
+        """The answer to an injected 5xx/429, shaped like the real service's."""
+        return JSONResponse({"message": message}, status_code=status, headers=headers)
+
+    async def start(self) -> None:
+        """Start background work (controllers, schedulers); called on the loop once every server listens."""
+
+    async def stop(self) -> None:
+        """Stop background work and end long-lived responses (watches)."""
+
+    @property
+    def url(self) -> str:
+        return self.runtime.urls[self.name]
+
+
+class Runtime:
+    """What every emulator shares. Lives on the sandbox's loop; touch it from other threads only through
+    ``Sandbox.call``/``Sandbox.run``."""
+
+    def __init__(self, scenario: Scenario, clock: Clock, urls: dict[str, str]) -> None:
+        self.scenario = scenario
+        self.clock = clock
+        self.urls = urls
+        self.faults: Faults = scenario.faults.model_copy(deep=True)
+        self.rng = random.Random(scenario.seed)
+        self.log = RequestLog()
+        self.emulators: dict[str, Emulator] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str | None = None) -> asyncio.Task[Any]:
+        """Start a background task that the sandbox cancels on shutdown."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def cancel_tasks(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    @property
+    def github(self) -> GitHubEmulator:
+        return self.emulators["github"]  # type: ignore[return-value]
+
+    @property
+    def awx(self) -> AwxEmulator:
+        return self.emulators["awx"]  # type: ignore[return-value]
+
+    @property
+    def registry(self) -> RegistryEmulator:
+        return self.emulators["registry"]  # type: ignore[return-value]
+
+    @property
+    def kubernetes(self) -> KubernetesEmulator:
+        return self.emulators["kubernetes"]  # type: ignore[return-value]
+
+
+def _emulator_classes() -> dict[str, type[Emulator]]:
+    from sandbox.awx import AwxEmulator
+    from sandbox.github import GitHubEmulator
+    from sandbox.kubernetes import KubernetesEmulator
+    from sandbox.registry import RegistryEmulator
+
+    return {
+        "github": GitHubEmulator,
+        "awx": AwxEmulator,
+        "registry": RegistryEmulator,
+        "kubernetes": KubernetesEmulator,
+    }
+
+
+class Sandbox:
+    """Start with ``start()`` or as a context manager; stop with ``stop()``.
+
+    Args:
+        scenario: a ``Scenario``, or the name or path of a scenario file.
+        speed: modelled seconds per real second (60: the 15-minute redeploy takes 15 s).
+        host: the loopback address to listen on.
+        ports: a port per service; 0 picks a free one (``FREE_PORTS`` for tests).
+        seed: overrides the scenario's seed for the fault randomness.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario | str = "fragalysis",
+        *,
+        speed: float = 1.0,
+        host: str = "127.0.0.1",
+        ports: Mapping[str, int] = DEFAULT_PORTS,
+        seed: int | None = None,
+    ) -> None:
+        self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        if seed is not None:
+            self.scenario = self.scenario.model_copy(update={"seed": seed})
+        self.clock = Clock(speed)
+        self.host = host
+        self._sockets = {name: _bind(host, ports.get(name, DEFAULT_PORTS[name])) for name in SERVICES}
+        urls = {name: f"http://{host}:{sock.getsockname()[1]}" for name, sock in self._sockets.items()}
+        self.runtime = Runtime(self.scenario, self.clock, urls)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stopped: asyncio.Event | None = None
+        self._error: BaseException | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self, timeout: float = 30.0) -> Sandbox:
+        """Start every emulator and return once each one answers HTTP."""
+        self._thread = threading.Thread(target=self._thread_main, name="sandbox", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            self.stop()
+            raise TimeoutError(f"the sandbox did not start within {timeout} s")
+        if self._error is not None:
+            raise RuntimeError(f"the sandbox failed to start: {self._error}") from self._error
+        self._wait_until_answering(timeout)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        loop, stopped = self._loop, self._stopped
+        if loop is not None and stopped is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stopped.set)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        for sock in self._sockets.values():
+            sock.close()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as error:  # reported to start()
+            self._error = error
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        runtime = self.runtime
+        for name, cls in _emulator_classes().items():
+            runtime.emulators[name] = cls(runtime)
+        servers = []
+        for name, emulator in runtime.emulators.items():
+            config = uvicorn.Config(
+                self._app(emulator),
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=2,
+                ws="none",
+            )
+            server = uvicorn.Server(config)
+            servers.append(server)
+            runtime.spawn(server.serve(sockets=[self._sockets[name]]), name=f"serve-{name}")
+        while not all(server.started for server in servers):
+            await asyncio.sleep(0.01)
+        for emulator in runtime.emulators.values():
+            await emulator.start()
+        self._ready.set()
+        await self._stopped.wait()
+        for emulator in runtime.emulators.values():
+            with contextlib.suppress(Exception):
+                await emulator.stop()
+        for server in servers:
+            server.should_exit = True
+        await asyncio.sleep(0.1)
+        await runtime.cancel_tasks()
+
+    def _app(self, emulator: Emulator) -> Any:
+        control = [
+            Route("/_sandbox/health", self._health(emulator), methods=["GET"]),
+            Route("/_sandbox/faults", self._faults_endpoint, methods=["GET", "PUT", "PATCH"]),
+            Route("/_sandbox/requests", self._requests_endpoint, methods=["GET"]),
+            *emulator.control_routes(),
+        ]
+        app = Starlette(
+            routes=control + emulator.routes(),
+            exception_handlers=emulator.exception_handlers(),
+        )
+        runtime = self.runtime
+        faulty = FaultMiddleware(
+            app,
+            settings=lambda: getattr(runtime.faults, emulator.name),
+            rng=runtime.rng,
+            respond=emulator.fault_response,
+        )
+        return ExposeTransport(RequestLogMiddleware(faulty, emulator.name, runtime.log))
+
+    @staticmethod
+    def _health(emulator: Emulator) -> Callable[[Request], Any]:
+        async def health(request: Request) -> Response:
+            return JSONResponse({"service": emulator.name, "ok": True})
+
+        return health
+
+    async def _faults_endpoint(self, request: Request) -> Response:
+        if request.method in ("PUT", "PATCH"):
+            try:
+                body = await request.json()
+                if request.method == "PATCH":
+                    body = _deep_merge(self.runtime.faults.model_dump(), body)
+                self.runtime.faults = Faults.model_validate(body)
+            except ValueError as error:
+                return JSONResponse({"message": f"invalid faults: {error}"}, status_code=400)
+        return JSONResponse(self.runtime.faults.model_dump())
+
+    async def _requests_endpoint(self, request: Request) -> Response:
+        service = request.query_params.get("service")
+        return JSONResponse([r.as_dict() for r in self.runtime.log.records(service)])
+
+    def _wait_until_answering(self, timeout: float) -> None:
+        with httpx.Client(timeout=httpx.Timeout(5.0)) as client:
+            for name, url in self.urls.items():
+                response = client.get(f"{url}/_sandbox/health")
+                if response.status_code != 200:
+                    raise RuntimeError(f"the {name} emulator at {url} answered {response.status_code}")
+
+    # ------------------------------------------------------------ use from other threads
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = 30.0) -> T:
+        """Run a coroutine on the sandbox's loop and return its result."""
+        if self._loop is None:
+            raise RuntimeError("the sandbox is not running")
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result(timeout)
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call a plain function on the sandbox's loop (to read or change emulator state safely)."""
+
+        async def wrapper() -> T:
+            return fn(*args, **kwargs)
+
+        return self.run(wrapper())
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return dict(self.runtime.urls)
+
+    @property
+    def github(self) -> GitHubEmulator:
+        return self.runtime.github
+
+    @property
+    def awx(self) -> AwxEmulator:
+        return self.runtime.awx
+
+    @property
+    def registry(self) -> RegistryEmulator:
+        return self.runtime.registry
+
+    @property
+    def kubernetes(self) -> KubernetesEmulator:
+        return self.runtime.kubernetes
+
+    def requests(self, service: str | None = None) -> list[Any]:
+        """The requests served so far (``RequestRecord``s), optionally of one service."""
+        return self.runtime.log.records(service)
+
+    def set_faults(self, **sections: Any) -> Faults:
+        """Merge fault settings, e.g. ``set_faults(github={"error_rate": 0.5}, crashloop=[...])``."""
+
+        def apply() -> Faults:
+            merged = _deep_merge(self.runtime.faults.model_dump(), sections)
+            self.runtime.faults = Faults.model_validate(merged)
+            return self.runtime.faults
+
+        return self.call(apply)
+
+    def push(self, repository: str, ref: str, *, sha: str | None = None, message: str = "") -> str:
+        """Push a commit to a branch (``staging``/``refs/heads/staging``) or a tag (``refs/tags/1.0.3``);
+        starts the workflows that listen for it. Returns the commit sha."""
+        return self.run(self.github.push(repository, ref, sha=sha, message=message))
+
+    # ------------------------------------------------------------ what a user needs
+
+    def endpoints(self, state_dir: Path | None = None) -> dict[str, Any]:
+        s = self.scenario
+        awx_base = s.awx.base_path if s.awx.base_path.endswith("/") else s.awx.base_path + "/"
+        data: dict[str, Any] = {
+            "github": {"url": self.urls["github"], "token": s.github.token},
+            "awx": {
+                "url": self.urls["awx"],
+                "api_path": awx_base,
+                "token": s.awx.token,
+                "username": s.awx.username,
+                "password": s.awx.password,
+            },
+            "registry": {"url": self.urls["registry"]},
+            "kubernetes": {"url": self.urls["kubernetes"], "token": s.kubernetes.token},
+            "speed": self.clock.speed,
+            "scenario": s.name,
+        }
+        if s.registry.users:
+            user, password = next(iter(s.registry.users.items()))
+            data["registry"].update({"username": user, "password": password})
+        if s.github.webhook.secret:
+            data["github"]["webhook_secret"] = s.github.webhook.secret
+        if state_dir is not None:
+            data["kubernetes"]["kubeconfig"] = str(state_dir / "kubeconfig")
+        return data
+
+    def kubeconfig(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "sandbox", "cluster": {"server": self.urls["kubernetes"]}}],
+            "users": [{"name": "sandbox", "user": {"token": self.scenario.kubernetes.token}}],
+            "contexts": [
+                {
+                    "name": "sandbox",
+                    "context": {"cluster": "sandbox", "user": "sandbox", "namespace": "staging-stack"},
+                }
+            ],
+            "current-context": "sandbox",
+            "preferences": {},
+        }
+
+    def write_state(self, state_dir: str | Path) -> tuple[Path, Path]:
+        """Write ``kubeconfig`` and ``endpoints.json`` into ``state_dir`` (mode 0600: they hold tokens)."""
+        directory = Path(state_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        kubeconfig = directory / "kubeconfig"
+        endpoints = directory / "endpoints.json"
+        for path, text in (
+            (kubeconfig, yaml.safe_dump(self.kubeconfig(), sort_keys=False)),
+            (endpoints, json.dumps(self.endpoints(directory.resolve()), indent=2) + "\n"),
+        ):
+            path.touch(mode=0o600, exist_ok=True)
+            path.chmod(0o600)
+            path.write_text(text)
+        return kubeconfig, endpoints
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {error.strerror}") from error
+    sock.set_inheritable(True)
+    return sock
+
+
+def _deep_merge(base: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

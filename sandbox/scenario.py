@@ -1,0 +1,331 @@
+"""The scenario: what the sandbox emulates (repositories, workflows, job templates, StatefulSets), how long
+each thing takes (in modelled seconds, before the speed factor) and which faults are switched on.
+
+Scenarios are YAML files; ``fragalysis`` (the real installation of FACTS.md) and ``developers`` (N developer
+stacks) ship in ``sandbox/scenarios/``. Every section has defaults, so a scenario file states only what differs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SCENARIO_DIR = Path(__file__).parent / "scenarios"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- GitHub
+
+
+class DispatchInput(_Model):
+    required: bool = False
+    default: str | None = None
+    type: Literal["string", "boolean", "choice", "number", "environment"] = "string"
+    description: str = ""
+
+
+class PushTrigger(_Model):
+    """``on: push`` filters; tag patterns are regular expressions matched against the whole tag name."""
+
+    branches: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+
+
+class ImageBuild(_Model):
+    """The image that a successful run pushes to the registry emulator.
+
+    ``tag`` may use ``{ref_name}`` (the branch or tag that the run is for) and ``{input.NAME}``;
+    ``also_tags`` are pushed with the same digest (e.g. ``stable`` for a production tag).
+    """
+
+    name: str
+    tag: str = "latest"
+    also_tags: list[str] = Field(default_factory=list)
+
+
+class Downstream(_Model):
+    """A workflow that a successful run dispatches when the scenario's ``trigger_downstream`` is on."""
+
+    repository: str
+    workflow: str
+    ref: str = "refs/heads/master"
+    inputs: dict[str, str] = Field(default_factory=dict)
+
+
+class AwxLaunch(_Model):
+    """An AWX job template that a successful run launches (over AWX's HTTP API) when ``trigger_awx`` is on.
+
+    ``extra_vars`` values may use ``{image_tag}`` (the tag the run pushed).
+    """
+
+    template: str
+    extra_vars: dict[str, str] = Field(default_factory=lambda: {"stack_image_tag": "{image_tag}"})
+    wait: bool = True
+
+
+class Workflow(_Model):
+    file: str
+    name: str
+    push: PushTrigger | None = None
+    dispatch_inputs: dict[str, DispatchInput] | None = None
+    """``None``: the workflow has no ``workflow_dispatch`` trigger."""
+    queued_seconds: float = 10.0
+    duration_seconds: float = 240.0
+    steps: list[str] = Field(default_factory=lambda: ["Set up job", "Checkout", "Build", "Push", "Complete job"])
+    image: ImageBuild | None = None
+    downstream: list[Downstream] = Field(default_factory=list)
+    awx: AwxLaunch | None = None
+
+
+class Repository(_Model):
+    name: str
+    default_branch: str = "master"
+    branches: list[str] = Field(default_factory=lambda: ["master"])
+    tags: list[str] = Field(default_factory=list)
+    workflows: list[Workflow] = Field(default_factory=list)
+
+
+class Webhook(_Model):
+    url: str | None = None
+    secret: str | None = None
+    events: list[str] = Field(default_factory=lambda: ["push", "workflow_run"])
+
+
+class GitHubScenario(_Model):
+    token: str = "ghp_sandboxTokenForFragalysisCd0000000000"
+    rate_limit: int = 5000
+    rate_limit_window_seconds: float = 3600.0
+    """Real seconds (not scaled): GitHub's reset is an epoch time."""
+    return_run_details: bool = True
+    """False: behave like an older GitHub Enterprise that rejects ``return_run_details`` with 400."""
+    trigger_downstream: bool = True
+    """The repositories' TRIGGER_DOWNSTREAM secret: frontend/backend builds dispatch the stack build."""
+    trigger_awx: bool = True
+    """The stack repository's TRIGGER_AWX secret: stack builds launch the AWX job template."""
+    webhook: Webhook = Field(default_factory=Webhook)
+    repositories: list[Repository] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- AWX
+
+
+class JobTemplate(_Model):
+    name: str
+    organization: str = "Default"
+    playbook: Literal["version-change", "deploy"] = "version-change"
+    """``version-change`` re-applies the StatefulSet with a new timestamp and image tag; ``deploy`` (the
+    one-time templates) also creates the namespace and StatefulSet when they are absent."""
+    ask_variables_on_launch: bool = True
+    allow_simultaneous: bool = False
+    extra_vars: dict[str, Any] = Field(default_factory=lambda: {"stack_image_tag": "latest"})
+    survey_required: list[str] = Field(default_factory=list)
+    """Extra vars that must be given at launch (400 ``variables_needed_to_start`` otherwise)."""
+    namespace: str = "staging-stack"
+    statefulset: str = "stack"
+    image: str = "xchem/fragalysis-stack"
+    replicas: int = 2
+    image_var: str = "stack_image_tag"
+    start_seconds: float = 30.0
+    """pending -> running: AWX scheduling and the execution environment starting."""
+    timeout_seconds: float = 1800.0
+    """The template's job timeout (modelled seconds): the playbook's roll-out wait gives up after it."""
+
+
+class AwxScenario(_Model):
+    base_path: str = "/api/v2/"
+    token: str = "awx_sandbox_token_0000000000000000"
+    username: str = "admin"
+    password: str = "sandbox-password"
+    organizations: list[str] = Field(default_factory=lambda: ["Default"])
+    templates: list[JobTemplate] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- registry
+
+
+class RegistryImage(_Model):
+    name: str
+    tags: list[str] = Field(default_factory=lambda: ["latest"])
+
+
+class RegistryScenario(_Model):
+    auth: Literal["none", "token"] = "token"
+    """``token``: Docker Hub's Bearer challenge; anonymous pulls get a token, pushes need a user."""
+    users: dict[str, str] = Field(default_factory=lambda: {"sandbox": "sandbox-registry-password"})
+    images: list[RegistryImage] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- Kubernetes
+
+
+class PodTimings(_Model):
+    """Modelled seconds for each step of a pod's life."""
+
+    terminate_seconds: float = 10.0
+    schedule_seconds: float = 1.0
+    pull_seconds: float = 10.0
+    start_seconds: float = 2.0
+    readiness_delay_seconds: float = 160.0
+    crash_seconds: float = 5.0
+    """How long a crash-looping container runs before it exits."""
+
+
+class StatefulSetSpec(_Model):
+    name: str = "stack"
+    replicas: int = 2
+    image: str = "xchem/fragalysis-stack:latest"
+    container: str = "stack"
+    labels: dict[str, str] = Field(default_factory=lambda: {"name": "stack"})
+    pod_management_policy: Literal["OrderedReady", "Parallel"] = "OrderedReady"
+    partition: int = 0
+
+
+class Namespace(_Model):
+    name: str
+    statefulsets: list[StatefulSetSpec] = Field(default_factory=list)
+
+
+class KubernetesScenario(_Model):
+    token: str = "k8s-sandbox-token-000000000000"
+    version: str = "v1.31.0"
+    namespaces: list[Namespace] = Field(default_factory=list)
+    pod_timings: PodTimings = Field(default_factory=PodTimings)
+    history_size: int = 1000
+    """Watch events kept; a watch from a resourceVersion older than these gets 410 Gone."""
+
+
+# ---------------------------------------------------------------- faults
+
+
+class HttpFaults(_Model):
+    """Faults on one emulator's HTTP layer. Rates are probabilities per request (seeded)."""
+
+    error_rate: float = 0.0
+    error_status: int = 503
+    rate_limit_rate: float = 0.0
+    retry_after_seconds: int = 1
+    drop_rate: float = 0.0
+    slow_rate: float = 0.0
+    slow_seconds: float = 2.0
+    """Real seconds (not scaled)."""
+    fail_next: int = 0
+    """The next N requests (other than control requests) get ``error_status``; counts down."""
+    paths: str | None = None
+    """A regular expression: only matching paths get faults (all when unset)."""
+
+
+class BuildFault(_Model):
+    repository: str
+    workflow: str
+    step: str = "Build"
+    count: int | None = None
+    """How many runs fail (None: all)."""
+
+
+class AwxJobFault(_Model):
+    template: str
+    outcome: Literal["failed", "error", "pending"] = "failed"
+    count: int | None = None
+
+
+class CrashLoopFault(_Model):
+    namespace: str
+    statefulset: str = "stack"
+    only_new_revision: bool = True
+    """Only pods of a revision created after the fault was switched on crash (the roll-out's new pods)."""
+
+
+class Faults(_Model):
+    github: HttpFaults = Field(default_factory=HttpFaults)
+    awx: HttpFaults = Field(default_factory=HttpFaults)
+    registry: HttpFaults = Field(default_factory=HttpFaults)
+    kubernetes: HttpFaults = Field(default_factory=HttpFaults)
+    failing_builds: list[BuildFault] = Field(default_factory=list)
+    awx_jobs: list[AwxJobFault] = Field(default_factory=list)
+    crashloop: list[CrashLoopFault] = Field(default_factory=list)
+    missing_images: list[str] = Field(default_factory=list)
+    """Image references (``name:tag``) that builds do not push and the registry does not serve."""
+    watch_expire_seconds: float | None = None
+    """Real seconds after which the Kubernetes emulator ends every watch and compacts its history, so
+    that the next watch from an old resourceVersion gets 410 Gone."""
+
+
+# ---------------------------------------------------------------- the whole
+
+
+class DeveloperStacks(_Model):
+    """Expands to ``count`` developer stacks: namespace ``stack-<user>-default`` with StatefulSet ``stack``
+    and template ``User (<user>) Developer Fragalysis Stack (Version Change)``."""
+
+    count: int = 5
+    user_prefix: str = "dev"
+    replicas: int = 1
+
+
+class Scenario(_Model):
+    name: str = "custom"
+    description: str = ""
+    seed: int = 42
+    github: GitHubScenario = Field(default_factory=GitHubScenario)
+    awx: AwxScenario = Field(default_factory=AwxScenario)
+    registry: RegistryScenario = Field(default_factory=RegistryScenario)
+    kubernetes: KubernetesScenario = Field(default_factory=KubernetesScenario)
+    faults: Faults = Field(default_factory=Faults)
+    developer_stacks: DeveloperStacks | None = None
+
+    @model_validator(mode="after")
+    def _expand_developer_stacks(self) -> Scenario:
+        spec = self.developer_stacks
+        if spec is None:
+            return self
+        stack_image = "xchem/fragalysis-stack"
+        for index in range(spec.count):
+            user = f"{spec.user_prefix}{index:02d}"
+            namespace = f"stack-{user}-default"
+            if any(ns.name == namespace for ns in self.kubernetes.namespaces):
+                continue
+            self.kubernetes.namespaces.append(
+                Namespace(
+                    name=namespace,
+                    statefulsets=[StatefulSetSpec(replicas=spec.replicas, image=f"{stack_image}:latest")],
+                )
+            )
+            self.awx.templates.append(
+                JobTemplate(
+                    name=f"User ({user}) Developer Fragalysis Stack (Version Change)",
+                    namespace=namespace,
+                    replicas=spec.replicas,
+                    image=stack_image,
+                )
+            )
+        return self
+
+    def repository(self, name: str) -> Repository | None:
+        return next((repo for repo in self.github.repositories if repo.name == name), None)
+
+    def template(self, name: str) -> JobTemplate | None:
+        return next((tpl for tpl in self.awx.templates if tpl.name == name), None)
+
+
+def builtin_scenarios() -> list[str]:
+    return sorted(path.stem for path in SCENARIO_DIR.glob("*.yaml"))
+
+
+def load_scenario(name_or_path: str | Path = "fragalysis", **overrides: Any) -> Scenario:
+    """Load a built-in scenario by name, or a YAML file by path; ``overrides`` replace top-level sections."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SCENARIO_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no scenario {str(name_or_path)!r}: give a YAML file or one of {', '.join(builtin_scenarios())}"
+        )
+    data = yaml.safe_load(path.read_text()) or {}
+    data.update(overrides)
+    return Scenario.model_validate(data)

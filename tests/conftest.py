@@ -1,0 +1,61 @@
+"""Shared fixtures: an in-process sandbox on free ports, and the scenario to start it with."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from sandbox.runtime import FREE_PORTS, Sandbox
+from sandbox.scenario import Scenario, load_scenario
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+SandboxFactory = Callable[..., Sandbox]
+
+
+@pytest.fixture
+def make_sandbox() -> Iterator[SandboxFactory]:
+    """Start sandboxes on free ports; each is stopped at the end of the test.
+
+    ``make_sandbox(scenario="fragalysis", speed=60, faults={...}, **scenario_changes)``: ``scenario_changes``
+    replace top-level scenario sections (``github=...``) after loading; ``faults`` merges into the faults.
+    """
+    started: list[Sandbox] = []
+
+    def factory(
+        scenario: str | Scenario = "fragalysis",
+        *,
+        speed: float = 60.0,
+        faults: dict[str, Any] | None = None,
+        **changes: Any,
+    ) -> Sandbox:
+        loaded = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        if changes:
+            loaded = loaded.model_copy(update=changes)
+        sandbox = Sandbox(loaded, speed=speed, ports=FREE_PORTS).start()
+        started.append(sandbox)
+        if faults:
+            sandbox.set_faults(**faults)
+        return sandbox
+
+    yield factory
+    for sandbox in started:
+        sandbox.stop()
+
+
+@pytest.fixture
+def sandbox(make_sandbox: SandboxFactory) -> Sandbox:
+    """The default Fragalysis sandbox at speed 60."""
+    return make_sandbox()
+
+
+def require_binary(name: str, package: str) -> str:
+    """The path of a real client's binary, or a skip naming the package that provides it."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (install {package}); CI installs it")
+    return path

@@ -1,0 +1,53 @@
+"""The sandbox process itself: start/stop, state files, control endpoints, HTTP faults and the request log."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from sandbox.runtime import Sandbox
+
+
+def test_writes_kubeconfig_and_endpoints(sandbox: Sandbox, tmp_path):
+    kubeconfig, endpoints = sandbox.write_state(tmp_path)
+    data = json.loads(endpoints.read_text())
+    assert set(data) >= {"github", "awx", "registry", "kubernetes"}
+    for service in ("github", "awx", "registry", "kubernetes"):
+        assert data[service]["url"] == sandbox.urls[service]
+    assert data["kubernetes"]["kubeconfig"] == str(kubeconfig.resolve())
+    assert oct(endpoints.stat().st_mode & 0o777) == "0o600"
+    assert sandbox.urls["kubernetes"] in kubeconfig.read_text()
+
+
+def test_faults_can_be_changed_over_http(sandbox: Sandbox):
+    url = sandbox.urls["awx"]
+    response = httpx.patch(f"{url}/_sandbox/faults", json={"registry": {"error_rate": 0.25}})
+    assert response.status_code == 200
+    assert response.json()["registry"]["error_rate"] == 0.25
+    assert sandbox.runtime.faults.registry.error_rate == 0.25
+    bad = httpx.patch(f"{url}/_sandbox/faults", json={"registry": {"error_rate": "lots"}})
+    assert bad.status_code == 400
+
+
+@pytest.mark.parametrize("service", ["github", "awx", "registry", "kubernetes"])
+def test_injected_errors_rate_limits_and_drops(sandbox: Sandbox, service: str):
+    url = sandbox.urls[service]
+    sandbox.set_faults(**{service: {"fail_next": 1, "error_status": 502}})
+    assert httpx.get(f"{url}/anything").status_code == 502
+    sandbox.set_faults(**{service: {"rate_limit_rate": 1.0, "retry_after_seconds": 7}})
+    limited = httpx.get(f"{url}/anything")
+    assert limited.status_code == 429
+    assert limited.headers["retry-after"] == "7"
+    sandbox.set_faults(**{service: {"rate_limit_rate": 0.0, "drop_rate": 1.0}})
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.get(f"{url}/anything")
+    records = [r for r in sandbox.requests(service) if r.path == "/anything"]
+    assert [r.status for r in records] == [502, 429, 0]
+
+
+def test_slow_answers(sandbox: Sandbox):
+    sandbox.set_faults(github={"slow_rate": 1.0, "slow_seconds": 0.5})
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.get(f"{sandbox.urls['github']}/anything", timeout=0.2)
