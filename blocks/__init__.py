@@ -1,1 +1,18 @@
-"""blocks of fragalysis-cd."""
+"""Prefect Blocks: credentials (AWX, GitHub, registry, cluster) and stack targets.
+
+``prefect block register -m blocks`` registers them all.
+"""
+
+from blocks.credentials import AwxServer, GitHubAccount, ImageRegistry, KubernetesCluster
+from blocks.target import Budgets, Mode, SourceRepository, StackTarget
+
+__all__ = [
+    "AwxServer",
+    "Budgets",
+    "GitHubAccount",
+    "ImageRegistry",
+    "KubernetesCluster",
+    "Mode",
+    "SourceRepository",
+    "StackTarget",
+]

@@ -59,3 +59,12 @@ def require_binary(name: str, package: str) -> str:
     if path is None:
         pytest.skip(f"{name} is not installed (install {package}); CI installs it")
     return path
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """One Prefect test server (temporary SQLite database) for the whole session; it takes 10-20 s to start."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
