@@ -53,19 +53,87 @@ class AmbiguousName(ClientError):
 
 
 class LaunchRejected(ClientError):
-    """AWX refused or silently altered a launch (400 field errors, or non-empty ``ignored_fields``)."""
+    """AWX refused or silently altered a launch (400 field errors, or non-empty ``ignored_fields``).
+
+    Attributes:
+        url: the launch URL.
+        fields: AWX's field errors or ``ignored_fields``, as AWX gave them.
+        job_id: the job AWX created anyway (``ignored_fields``), or None.
+    """
+
+    def __init__(
+        self, message: str, *, url: str | None = None, fields: object = None, job_id: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.url = url
+        self.fields = fields
+        self.job_id = job_id
 
 
 class DeadlineExceeded(ClientError):
-    """A wait passed its deadline; the message says what was awaited and its last known state."""
+    """A wait passed its deadline; the message says what was awaited and its last known state.
+
+    Attributes:
+        url: the awaited object's URL, if any.
+        last_status: its last known status, if any.
+    """
+
+    def __init__(self, message: str, *, url: str | None = None, last_status: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.last_status = last_status
 
 
 class BuildFailed(ClientError):
-    """A GitHub Actions run ended with a conclusion other than success (names the run, job and step)."""
+    """A GitHub Actions run ended with a conclusion other than success (names the run, job and step).
+
+    Attributes:
+        url: the run's html_url.
+        conclusion: the run's conclusion.
+        job: the name of the first failing job, if known.
+        step: the name of its failing step, if known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        conclusion: str | None = None,
+        job: str | None = None,
+        step: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.url = url
+        self.conclusion = conclusion
+        self.job = job
+        self.step = step
 
 
 class JobFailed(ClientError):
-    """An AWX job ended failed, error or canceled (status, explanation, job URL, the output's tail)."""
+    """An AWX job ended failed, error or canceled (status, explanation, job URL, the output's tail).
+
+    Attributes:
+        status: the job's final status (``failed``, ``error``, ``canceled``).
+        explanation: AWX's ``job_explanation``.
+        url: the job's URL.
+        output_tail: the last lines of the job's output.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: str | None = None,
+        explanation: str = "",
+        url: str | None = None,
+        output_tail: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.explanation = explanation
+        self.url = url
+        self.output_tail = output_tail
 
 
 class ImageNotFound(ClientError):

@@ -218,7 +218,10 @@ class HttpService:
             if wait is not None and wait > policy.max_retry_after:
                 raise self._rate_limited(method, path, response, wait)
             retryable = response.status_code in policy.statuses or wait is not None
-            if retryable and (is_idempotent or response.status_code == 429 or wait is not None):
+            # A non-idempotent request is repeated only when the server says it did not act on it: 429, or
+            # GitHub's 403 rate limit. A 503 with Retry-After may follow work done (e.g. an AWX launch).
+            not_acted = response.status_code == 429 or (wait is not None and response.status_code == 403)
+            if retryable and (is_idempotent or not_acted):
                 response.read()
                 raise _Retry(f"status {response.status_code}", response=response, wait=wait)
             raise self.error_for(method, path, response)
@@ -234,7 +237,7 @@ class HttpService:
         except _Retry as final:
             if final.response is None:
                 raise self._no_answer(method, path, last.get("error")) from final
-            if final.wait is not None or final.response.status_code == 429:
+            if final.response.status_code in (403, 429):
                 raise self._rate_limited(method, path, final.response, final.wait or 0.0) from None
             raise self.error_for(method, path, final.response) from None
 

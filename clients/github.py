@@ -1,0 +1,423 @@
+"""The GitHub client: dispatch a workflow, find and follow its runs, read branches, tags and commits.
+
+Follows FACTS.md "GitHub REST API (Actions)". Every request goes through ``HttpService`` (timeouts, TLS, retries of
+idempotent requests, rate limits up to a cap, logging without secrets). Following a run uses conditional requests
+(``If-None-Match``; a 304 costs no rate limit).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from clients.errors import AmbiguousName, ApiError, BuildFailed, DeadlineExceeded, NotFound
+from clients.github_models import (
+    Commit,
+    RunConclusion,
+    RunJob,
+    RunStatus,
+    Step,
+    Tag,
+    Workflow,
+    WorkflowRun,
+)
+from clients.http import DEFAULT_TIMEOUT, HttpService, RetryPolicy, TokenAuth, service_detail
+from clients.waiting import Deadline, Poll
+
+__all__ = [
+    "Commit",
+    "GitHubClient",
+    "RunConclusion",
+    "RunJob",
+    "RunStatus",
+    "Step",
+    "Tag",
+    "Workflow",
+    "WorkflowRun",
+]
+
+logger = logging.getLogger(__name__)
+
+API_VERSION = "2022-11-28"
+PER_PAGE = 100
+RunCallback = Callable[[WorkflowRun], None]
+
+
+class GitHubClient:
+    """A client of the GitHub REST API (github.com or GitHub Enterprise Server).
+
+    Args:
+        token: a token that can read Actions and dispatch workflows.
+        api_url: ``https://api.github.com``, or ``https://HOST/api/v3`` for GitHub Enterprise Server.
+        api_version: the ``X-GitHub-Api-Version`` header.
+        verify: verify TLS (True), not (False), or the path of a CA bundle.
+        timeout: the timeout of one HTTP request.
+        retry: the retry policy (idempotent requests; rate limits up to its ``max_retry_after``).
+        transport: an httpx transport (``httpx.MockTransport`` in tests).
+        clock_skew_seconds: how far GitHub's clock may be behind ours when finding a run by creation time.
+    """
+
+    def __init__(
+        self,
+        token: SecretStr | str,
+        *,
+        api_url: str = "https://api.github.com",
+        api_version: str = API_VERSION,
+        verify: bool | str = True,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        clock_skew_seconds: float = 5.0,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.clock_skew_seconds = clock_skew_seconds
+        self._http = HttpService(
+            self.api_url,
+            service="GitHub",
+            auth=TokenAuth(token, "Bearer"),
+            headers={"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": api_version},
+            timeout=timeout,
+            verify=verify,
+            retry=retry,
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"GitHubClient(api_url={self.api_url!r})"
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._http.close()
+
+    def __enter__(self) -> GitHubClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ workflows
+
+    def workflow(self, repo: str, workflow: str | int) -> Workflow:
+        """A workflow by id, file name (``build-main.yaml``) or display name (``build main``).
+
+        Raises:
+            NotFound: no such workflow (the message lists the repository's workflows when a name was given).
+            AmbiguousName: several workflows have that display name.
+        """
+        key = str(workflow)
+        if key.isdigit() or key.endswith((".yml", ".yaml")):
+            path = f"/repos/{repo}/actions/workflows/{key}"
+            try:
+                return Workflow.from_api(self._http.get_json(path), repo)
+            except NotFound as error:
+                raise NotFound(
+                    f"GitHub repository {repo} has no workflow {key!r} ({error.url})", status=404, url=error.url
+                ) from None
+        workflows = [Workflow.from_api(item, repo) for item in self._paged(f"/repos/{repo}/actions/workflows", {})]
+        found = [w for w in workflows if w.name == key]
+        if not found:
+            url = self._http.url(f"/repos/{repo}/actions/workflows")
+            names = ", ".join(f"{w.name!r} ({w.file})" for w in workflows) or "none"
+            raise NotFound(f"GitHub repository {repo} has no workflow named {key!r}; it has {names} ({url})", url=url)
+        if len(found) > 1:
+            files = ", ".join(w.file for w in found)
+            raise AmbiguousName(f"GitHub repository {repo} has {len(found)} workflows named {key!r}: {files}")
+        return found[0]
+
+    def dispatch(
+        self,
+        repo: str,
+        workflow: str | int,
+        ref: str,
+        inputs: Mapping[str, str] | None = None,
+        *,
+        deadline_seconds: float = 60.0,
+        poll: Poll | None = None,
+    ) -> WorkflowRun:
+        """Dispatch a ``workflow_dispatch`` workflow and return its new run.
+
+        Asks for ``return_run_details``; where the server rejects that field (older GitHub Enterprise: 400, or a
+        422 naming it) it dispatches again without it and finds the new ``workflow_dispatch`` run created after
+        the dispatch on that branch, waiting for it until ``deadline_seconds``.
+
+        Args:
+            repo: ``owner/name``.
+            workflow: the workflow's id, file name or display name.
+            ref: the branch or tag (``master``, ``refs/heads/master``, ``refs/tags/1.0.3``).
+            inputs: the workflow's inputs (strings).
+            deadline_seconds: how long to wait for the run to appear (fallback only).
+            poll: the poll while waiting for it.
+
+        Raises:
+            ApiError: GitHub refused (422: unexpected or missing inputs, no such ref, no dispatch trigger; its
+                message is quoted).
+            NotFound: no such repository or workflow.
+            DeadlineExceeded: the dispatch was accepted but no run appeared in time.
+        """
+        wf = self.workflow(repo, workflow)
+        path = f"/repos/{repo}/actions/workflows/{wf.id}/dispatches"
+        body: dict[str, Any] = {"ref": ref, "inputs": dict(inputs or {})}
+        since = datetime.now(UTC) - timedelta(seconds=self.clock_skew_seconds)
+        # A dispatch is not idempotent: HttpService repeats it only when GitHub says it did not act (429/403).
+        response = self._http.request(
+            "POST", path, json={**body, "return_run_details": True}, expected=(200, 204, 400, 422), idempotent=False
+        )
+        if response.status_code == 200:
+            run_id = int(response.json()["workflow_run_id"])
+            return self.run(repo, run_id)
+        known: set[int] = set()
+        if response.status_code in (400, 422):
+            detail = service_detail(response) or ""
+            if response.status_code == 422 and "return_run_details" not in detail:
+                raise self._dispatch_refused(wf, ref, path, response)
+            logger.info("GitHub at %s rejects return_run_details; finding the dispatched run by listing", self.api_url)
+            known = {run.id for run in self._dispatched_runs(wf, ref, since)}
+            response = self._http.request("POST", path, json=body, expected=(204, 422), idempotent=False)
+            if response.status_code == 422:
+                raise self._dispatch_refused(wf, ref, path, response)
+        return self._await_dispatched_run(wf, ref, since, known, Deadline(deadline_seconds), poll)
+
+    def _dispatched_runs(self, wf: Workflow, ref: str, since: datetime) -> list[WorkflowRun]:
+        created = ">=" + since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return list(self.runs(wf.repository, wf.id, event="workflow_dispatch", branch=_ref_name(ref), created=created))
+
+    def _await_dispatched_run(
+        self, wf: Workflow, ref: str, since: datetime, known: set[int], deadline: Deadline, poll: Poll | None
+    ) -> WorkflowRun:
+        poll = poll or Poll(initial=1.0, factor=1.5, cap=5.0)
+        while True:
+            fresh = [run for run in self._dispatched_runs(wf, ref, since) if run.id not in known]
+            if fresh:
+                # the oldest new one is ours: a later dispatch by someone else cannot have been created first
+                return min(fresh, key=lambda run: (run.created_at or since, run.id))
+            if deadline.expired:
+                raise DeadlineExceeded(
+                    f"GitHub accepted the dispatch of workflow {wf.name!r} ({wf.file}) of {wf.repository} at {ref}, "
+                    f"but no new workflow_dispatch run appeared within {deadline.seconds:.0f} s",
+                    url=self._http.url(f"/repos/{wf.repository}/actions/workflows/{wf.id}/runs"),
+                )
+            deadline.sleep(poll.next())
+
+    def _dispatch_refused(self, wf: Workflow, ref: str, path: str, response: httpx.Response) -> ApiError:
+        url = self._http.url(path)
+        detail = service_detail(response)
+        return ApiError(
+            f"GitHub refused to dispatch workflow {wf.name!r} ({wf.file}) of {wf.repository} at {ref}: "
+            f"{response.status_code} {detail} ({url})",
+            status=response.status_code,
+            url=url,
+            detail=detail,
+        )
+
+    # ------------------------------------------------------------ runs
+
+    def run(self, repo: str, run_id: int) -> WorkflowRun:
+        """A workflow run by id."""
+        return WorkflowRun.from_api(self._http.get_json(f"/repos/{repo}/actions/runs/{run_id}"), repo)
+
+    def runs(
+        self,
+        repo: str,
+        workflow: str | int | Workflow,
+        *,
+        head_sha: str | None = None,
+        event: str | None = None,
+        branch: str | None = None,
+        status: str | None = None,
+        created: str | None = None,
+    ) -> Iterator[WorkflowRun]:
+        """The runs of a workflow, newest first, filtered as GitHub filters them (``created`` uses its date
+        syntax, e.g. ``>=2024-05-01T10:00:00Z``)."""
+        wf_id = workflow.id if isinstance(workflow, Workflow) else self._workflow_key(repo, workflow)
+        params = {"head_sha": head_sha, "event": event, "branch": branch, "status": status, "created": created}
+        query = {key: value for key, value in params.items() if value}
+        path = f"/repos/{repo}/actions/workflows/{wf_id}/runs"
+        for item in self._paged(path, query, key="workflow_runs"):
+            run = WorkflowRun.from_api(item, repo)
+            if head_sha and run.head_sha != head_sha:
+                continue  # a server that ignored the filter must not hand us another commit's run
+            yield run
+
+    def find_run(
+        self,
+        repo: str,
+        workflow: str | int | Workflow,
+        head_sha: str,
+        *,
+        event: str | None = None,
+        branch: str | None = None,
+    ) -> WorkflowRun | None:
+        """The newest run of ``workflow`` for commit ``head_sha`` (optionally of one event and branch), or None."""
+        found = list(self.runs(repo, workflow, head_sha=head_sha, event=event, branch=branch))
+        if not found:
+            return None
+        return max(found, key=lambda run: (run.created_at or datetime.min.replace(tzinfo=UTC), run.id))
+
+    def wait_for_run(
+        self,
+        repo: str,
+        workflow: str | int | Workflow,
+        head_sha: str,
+        *,
+        deadline_seconds: float,
+        event: str | None = None,
+        branch: str | None = None,
+        poll: Poll | None = None,
+    ) -> WorkflowRun:
+        """Poll until a run of ``workflow`` for ``head_sha`` exists, and return it.
+
+        Raises:
+            DeadlineExceeded: none appeared before the deadline.
+        """
+        wf: str | int | Workflow = self.workflow(repo, workflow) if not isinstance(workflow, Workflow) else workflow
+        deadline = Deadline(deadline_seconds)
+        poll = poll or Poll(initial=2.0, factor=1.5, cap=15.0)
+        while True:
+            run = self.find_run(repo, wf, head_sha, event=event, branch=branch)
+            if run is not None:
+                return run
+            if deadline.expired:
+                name = wf.name if isinstance(wf, Workflow) else str(workflow)
+                url = self._http.url(f"/repos/{repo}/actions/workflows/{self._workflow_key(repo, wf)}/runs")
+                raise DeadlineExceeded(
+                    f"no run of workflow {name!r} of {repo} for commit {head_sha[:12]} appeared within "
+                    f"{deadline_seconds:.0f} s ({url})",
+                    url=url,
+                )
+            deadline.sleep(poll.next())
+
+    def follow_run(
+        self,
+        run: WorkflowRun,
+        deadline_seconds: float,
+        *,
+        on_status: RunCallback | None = None,
+        poll: Poll | None = None,
+    ) -> WorkflowRun:
+        """Follow a run until it completes, calling ``on_status`` on each change of status or conclusion.
+
+        Uses conditional requests: the last ``ETag`` goes out as ``If-None-Match`` and a 304 means unchanged
+        (and costs no rate limit).
+
+        Returns:
+            The completed run, when its conclusion is ``success``.
+
+        Raises:
+            BuildFailed: it completed with another conclusion (names the run URL, the failing job and step).
+            DeadlineExceeded: it had not completed by the deadline (names the run URL and its last status).
+        """
+        deadline = Deadline(deadline_seconds)
+        poll = poll or Poll(initial=1.0, factor=1.5, cap=10.0)
+        path = f"/repos/{run.repository}/actions/runs/{run.id}"
+        etag: str | None = None
+        current = run
+        last: tuple[RunStatus, RunConclusion | None] | None = None
+        while True:
+            headers = {"If-None-Match": etag} if etag else None
+            response = self._http.request("GET", path, headers=headers, expected=(200, 304))
+            if response.status_code == 200:
+                current = WorkflowRun.from_api(response.json(), run.repository)
+                etag = response.headers.get("etag") or etag
+            state = (current.status, current.conclusion)
+            if state != last:
+                last = state
+                poll.reset()
+                if on_status is not None:
+                    on_status(current)
+            if current.status.finished:
+                break
+            if deadline.expired:
+                raise DeadlineExceeded(
+                    f"GitHub Actions run {current.describe()} was still {current.status} after "
+                    f"{deadline_seconds:.0f} s: {current.html_url}",
+                    url=current.html_url,
+                    last_status=str(current.status),
+                )
+            deadline.sleep(poll.next())
+        if current.conclusion is not None and current.conclusion.succeeded:
+            return current
+        raise self._build_failed(current)
+
+    def _build_failed(self, run: WorkflowRun) -> BuildFailed:
+        job_name = step_name = None
+        try:
+            jobs = self.run_jobs(run)
+        except ApiError as error:
+            logger.warning("could not read the jobs of GitHub run %s: %s", run.id, error)
+            jobs = []
+        failing = next((job for job in jobs if job.conclusion is not None and job.conclusion.failed), None)
+        where = ""
+        if failing is not None:
+            job_name = failing.name
+            step = failing.failing_step
+            step_name = step.name if step else None
+            where = f": job {job_name!r} failed" + (f" at step {step_name!r}" if step_name else "")
+        return BuildFailed(
+            f"GitHub Actions run {run.describe()} ended {run.conclusion or 'without a conclusion'}{where} - "
+            f"{run.html_url}",
+            url=run.html_url,
+            conclusion=str(run.conclusion) if run.conclusion else None,
+            job=job_name,
+            step=step_name,
+        )
+
+    def run_jobs(self, run: WorkflowRun) -> list[RunJob]:
+        """The jobs of the run's latest attempt, with their steps and timings."""
+        path = f"/repos/{run.repository}/actions/runs/{run.id}/jobs"
+        return [RunJob.from_api(item) for item in self._paged(path, {}, key="jobs")]
+
+    # ------------------------------------------------------------ git
+
+    def branch_head(self, repo: str, branch: str) -> str:
+        """The sha of the branch's head commit."""
+        data = self._http.get_json(f"/repos/{repo}/branches/{_ref_name(branch)}")
+        return str(data["commit"]["sha"])
+
+    def tags(self, repo: str) -> list[Tag]:
+        """The repository's tags (newest first, as GitHub orders them)."""
+        return [
+            Tag(name=str(item["name"]), sha=str(item["commit"]["sha"]))
+            for item in self._paged(f"/repos/{repo}/tags", {})
+        ]
+
+    def commit(self, repo: str, sha: str) -> Commit:
+        """A commit (by sha, branch or tag): its sha, committer timestamp and message."""
+        return Commit.from_api(self._http.get_json(f"/repos/{repo}/commits/{sha}"))
+
+    # ------------------------------------------------------------ helpers
+
+    def _workflow_key(self, repo: str, workflow: str | int | Workflow) -> str:
+        if isinstance(workflow, Workflow):
+            return str(workflow.id)
+        key = str(workflow)
+        if key.isdigit() or key.endswith((".yml", ".yaml")):
+            return key
+        return str(self.workflow(repo, key).id)
+
+    def _paged(self, path: str, params: Mapping[str, Any], *, key: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every item of a list, following ``Link: rel="next"``. ``key`` names the list in an object body
+        (``workflow_runs``, ``jobs``); None means the body is a list (tags) or the key is ``workflows``."""
+        url: str | None = path
+        query: Mapping[str, Any] | None = {**params, "per_page": PER_PAGE}
+        while url:
+            response = self._http.request("GET", url, params=query)
+            data = response.json()
+            if isinstance(data, list):
+                yield from data
+            else:
+                yield from data.get(key or "workflows") or []
+            url = response.links.get("next", {}).get("url")
+            query = None  # the next link carries the query
+
+
+def _ref_name(ref: str) -> str:
+    """``refs/heads/master`` -> ``master``; ``refs/tags/1.0.3`` -> ``1.0.3`` (a run's ``head_branch``)."""
+    for prefix in ("refs/heads/", "refs/tags/"):
+        if ref.startswith(prefix):
+            return ref[len(prefix) :]
+    return ref
