@@ -1,18 +1,115 @@
-"""``fragalysis-cd demo``: for now, starts the sandbox and says so (the staging flow arrives with issue 4)."""
+"""``fragalysis-cd demo``: a staging redeploy end to end against the sandbox, visible in the Prefect UI.
+
+It starts a Prefect server (project-local ``PREFECT_HOME``, embedded SQLite), starts the sandbox at a speed where
+the ~15-minute redeploy takes well under a minute, saves the blocks pointing at the sandbox (budgets scaled by the
+same factor), pushes a frontend commit, runs the staging flow, prints the timing table and the run's URL, and keeps
+the UI up until Ctrl-C (``--no-wait`` exits instead).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from deployments.prefect_server import LocalPrefectServer
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="fragalysis-cd demo")
-    parser.add_argument("--no-wait", action="store_true", help="exit once the demo has run instead of waiting")
-    parser.add_argument("--speed", type=float, default=60.0)
-    args = parser.parse_args(argv)
-    from sandbox.cli import main as sandbox_main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fragalysis-cd demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--no-wait", action="store_true", help="exit once the flow has run (for scripts)")
+    parser.add_argument(
+        "--speed", type=float, default=60.0, help="sandbox speed (default 60: the 15-minute redeploy takes about 15 s)"
+    )
+    parser.add_argument(
+        "--source",
+        choices=["frontend", "backend", "stack"],
+        default="frontend",
+        help="which repository the demo commit goes to",
+    )
+    parser.add_argument("--port", type=int, default=4200, help="the Prefect server's port")
+    parser.add_argument("--home", type=Path, default=Path(".prefect"), help="PREFECT_HOME (project-local)")
+    parser.add_argument("--state-dir", type=Path, default=Path(".sandbox"), help="the sandbox's state files")
+    return parser
 
-    print("The staging flow is not built yet (issue 4): starting the sandbox only.")
-    if args.no_wait:
-        return 0
-    return sandbox_main(["--speed", str(args.speed)])
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    server = LocalPrefectServer(args.home.resolve(), port=args.port)
+    # the flow runs in this process: point Prefect at the server before it is imported
+    os.environ.update(server.environment())
+    print(f"Starting the Prefect server ({server.ui_url}, PREFECT_HOME={args.home}) ...", flush=True)
+    server.start()
+    try:
+        return _run(args, server)
+    finally:
+        server.stop()
+
+
+def _run(args: argparse.Namespace, server: LocalPrefectServer) -> int:
+    # the demo joins product and sandbox; product modules never import sandbox
+    from blocks import Mode
+    from deployments.sandbox_target import save_sandbox_blocks
+    from flows.staging import deploy_to_staging
+    from flows.timing import render_table
+    from sandbox.runtime import FREE_PORTS, Sandbox
+    from sandbox.scenario import load_scenario
+
+    scenario = load_scenario("fragalysis")
+    # orchestrate mode: the flow dispatches and launches, so the repositories' own chaining is switched off
+    # (as TRIGGER_DOWNSTREAM / TRIGGER_AWX would be on the real repositories)
+    scenario.github.trigger_downstream = False
+    scenario.github.trigger_awx = False
+    with Sandbox(scenario, speed=args.speed, ports=FREE_PORTS) as sandbox:
+        sandbox.write_state(args.state_dir)
+        endpoints: dict[str, Any] = sandbox.endpoints(args.state_dir.resolve())
+        target = save_sandbox_blocks(endpoints, environment="staging", mode=Mode.ORCHESTRATE)
+        print(
+            f"Sandbox at speed {args.speed:g}: budgets are the real ones divided by {args.speed:g} "
+            f"(15-minute target -> {target.budgets.total:.0f} s)."
+        )
+        repository = target.sources[args.source]
+        sha = sandbox.push(repository.repository, repository.branch, message="demo: a change to deploy")
+        print(
+            f"Pushed {repository.repository}@{sha[:7]} to {repository.branch}; running the staging flow ...", flush=True
+        )
+        state = deploy_to_staging(source=args.source, sha=sha, return_state=True)
+        report = _report(state)
+        flow_run_id = state.state_details.flow_run_id
+        if report is not None:
+            print()
+            print(render_table(report.table.as_rows(), ["stage", "duration", "budget", "verdict"]))
+            print()
+        print(f"Flow run {state.name}: {server.ui_url}/runs/flow-run/{flow_run_id}")
+        if not state.is_completed():
+            print(f"The deployment failed: {state.message}")
+        if args.no_wait:
+            return 0 if state.is_completed() else 1
+        print(
+            f"The Prefect UI stays up at {server.ui_url} (artifacts: {server.ui_url}/artifacts); Ctrl-C stops.",
+            flush=True,
+        )
+        _wait_for_interrupt()
+    return 0 if state.is_completed() else 1
+
+
+def _report(state: Any) -> Any:
+    from flows.report import DeploymentReport
+
+    try:
+        result = state.result(raise_on_failure=False)
+    except Exception:
+        return None
+    return result if isinstance(result, DeploymentReport) else getattr(result, "report", None)
+
+
+def _wait_for_interrupt() -> None:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()

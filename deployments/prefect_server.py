@@ -1,0 +1,81 @@
+"""A local Prefect server for the demo: project-local ``PREFECT_HOME`` and its embedded SQLite database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+class LocalPrefectServer:
+    """``prefect server start`` in its own process group, reused when one already answers on the port."""
+
+    def __init__(self, home: Path, *, host: str = "127.0.0.1", port: int = 4200) -> None:
+        self.home = home
+        self.host = host
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        """What a client process needs to talk to this server (and to keep its state in the project)."""
+        return {
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_UI_URL": self.ui_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        }
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.api_url}/health", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def start(self, timeout: float = 90.0) -> bool:
+        """Start the server unless one already answers; returns True when this call started it."""
+        if self.healthy():
+            return False
+        self.home.mkdir(parents=True, exist_ok=True)
+        log = (self.home / "server.log").open("ab")
+        prefect = Path(sys.executable).with_name("prefect")
+        self.process = subprocess.Popen(
+            [str(prefect), "server", "start", "--host", self.host, "--port", str(self.port)],
+            env={**os.environ, **self.environment()},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.healthy():
+                return True
+            if self.process.poll() is not None:
+                raise RuntimeError(f"prefect server exited with {self.process.returncode}: see {log.name}")
+            time.sleep(0.5)
+        self.stop()
+        raise TimeoutError(f"prefect server did not answer within {timeout:.0f} s: see {log.name}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        # the server runs uvicorn in child processes: signal the whole group
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
