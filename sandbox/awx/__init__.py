@@ -1,14 +1,6 @@
-"""The awx emulator (to be built: see issue 2)."""
+"""The AWX emulator (issue 2): AWX's REST API v2, job templates and jobs whose playbooks redeploy the stack
+through the Kubernetes emulator's HTTP API."""
 
-from __future__ import annotations
+from sandbox.awx.emulator import AwxEmulator
 
-from starlette.routing import BaseRoute
-
-from sandbox.runtime import Emulator
-
-
-class AwxEmulator(Emulator):
-    name = "awx"
-
-    def routes(self) -> list[BaseRoute]:
-        return []
+__all__ = ["AwxEmulator"]
