@@ -277,13 +277,15 @@ class HttpService:
 
     def _rate_limited(self, method: str, path: str, response: httpx.Response, wait: float) -> RateLimited:
         url = self.url(path)
+        detail = service_detail(response)
         return RateLimited(
-            f"{self.service} rate limit: {method} {url} answered {response.status_code}; "
-            f"it asks to wait {wait:.0f} s (we wait at most {self.retry.max_retry_after:.0f} s)",
+            f"{self.service} rate limit: {method} {url} answered {response.status_code}"
+            + (f" ({detail})" if detail else "")
+            + f"; it asks to wait {wait:.0f} s (we wait at most {self.retry.max_retry_after:.0f} s)",
             retry_after=wait,
             status=response.status_code,
             url=url,
-            detail=service_detail(response),
+            detail=detail,
         )
 
     def _no_answer(self, method: str, path: str, error: BaseException | None) -> ApiError:
