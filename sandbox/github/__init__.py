@@ -31,6 +31,8 @@ from sandbox.runtime import Emulator, Runtime
 __all__ = ["GitHubEmulator"]
 
 DISPATCH_DOCS = "https://docs.github.com/rest/actions/workflows#create-a-workflow-dispatch-event"
+ANONYMOUS_RATE_LIMIT = 60
+"""GitHub's limit for unauthenticated requests, per hour."""
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 FAULT_MESSAGES = {
     500: "Server Error",
@@ -51,6 +53,7 @@ class GitHubEmulator(Emulator):
         settings = runtime.scenario.github
         self.state = GitHubState(settings, runtime.clock.now())
         self.limiter = RateLimiter(settings.rate_limit, settings.rate_limit_window_seconds)
+        self.anonymous_limiter = RateLimiter(ANONYMOUS_RATE_LIMIT, 3600.0)
         self.runner = Runner(self)
         self.webhooks: WebhookSender | None = None
         if settings.webhook.url and settings.webhook.secret:

@@ -107,7 +107,10 @@ class Api:
         async def answer(request: Request) -> Response:
             denied = self._authenticate(request)
             if denied is not None:
-                return _json(denied.status, denied.body(DOCS))
+                # GitHub counts such requests against the anonymous limit of the client's address
+                anonymous = self.emulator.anonymous_limiter
+                anonymous.count()
+                return _json(denied.status, denied.body(DOCS), anonymous.headers())
             limiter = self.emulator.limiter
             if counted and limiter.exhausted():
                 error = ApiError(

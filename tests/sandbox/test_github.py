@@ -87,6 +87,7 @@ def test_token_auth(quiet: Sandbox):
     assert wrong.status_code == 401
     assert wrong.json()["message"] == "Bad credentials"
     assert wrong.json()["documentation_url"].startswith("https://docs.github.com/")
+    assert wrong.headers["x-ratelimit-limit"] == "60"  # the anonymous limit
     token = quiet.scenario.github.token
     for header in (f"Bearer {token}", f"token {token}"):
         answer = httpx.get(url, headers={"Authorization": header})
