@@ -198,6 +198,10 @@ class KubernetesScenario(_Model):
     pod_timings: PodTimings = Field(default_factory=PodTimings)
     history_size: int = 1000
     """Watch events kept; a watch from a resourceVersion older than these gets 410 Gone."""
+    anonymous_auth: bool = True
+    """Requests without credentials are allowed (an apiserver with anonymous auth bound to full access, as
+    behind ``kubectl proxy``): kubectl never sends a kubeconfig's token to a plain-http server. A wrong token
+    still gets 401; False: no token gets 401 too."""
 
 
 # ---------------------------------------------------------------- faults
