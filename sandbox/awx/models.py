@@ -294,7 +294,8 @@ def _template_status(last: Job | None) -> str:
 
 def launch_json(tpl: Template) -> dict[str, Any]:
     """GET job_templates/<id>/launch/: what a launch needs (AWX's JobLaunchSerializer)."""
-    needed = [name for name in tpl.spec.survey_required if name not in tpl.spec.extra_vars]
+    # the survey's required questions (the scenario's survey_required have no default)
+    needed = list(tpl.spec.survey_required)
     return {
         "can_start_without_user_input": not needed,
         "passwords_needed_to_start": [],

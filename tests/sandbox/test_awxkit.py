@@ -1,0 +1,87 @@
+"""The real AWX CLI (awxkit) against the AWX emulator: ``awx job_templates launch ... --monitor`` discovers the API
+(``/api/``, OPTIONS), finds the template by name, launches, follows ``related.job_events`` and exits 0 when the
+job succeeds, non-zero when it fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sandbox.runtime import Sandbox
+
+pytestmark = pytest.mark.awxkit
+
+STAGING_VC = "Staging Fragalysis Stack (Version Change)"
+
+
+def awx_binary() -> str:
+    beside = Path(sys.executable).parent / "awx"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("awx")
+    if found is None:
+        pytest.skip("the AWX CLI is not installed (pip install awxkit); CI installs it")
+    return found
+
+
+def run_awx(sb: Sandbox, *args: str) -> subprocess.CompletedProcess[str]:
+    # awxkit reads CONTROLLER_*/TOWER_* settings from the environment: keep a user's own out of the test
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTROLLER_", "TOWER_", "AWXKIT_"))}
+    command = [awx_binary(), "--conf.host", sb.urls["awx"], "--conf.token", sb.scenario.awx.token, *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, check=False)
+
+
+def launch_and_monitor(sb: Sandbox) -> subprocess.CompletedProcess[str]:
+    return run_awx(sb, "job_templates", "launch", STAGING_VC, "--monitor", "-e", '{"stack_image_tag": "latest"}')
+
+
+def final_json(stdout: str) -> dict[str, object]:
+    """The job that awx prints (as JSON) after the monitored output."""
+    return json.loads(stdout[stdout.index("\n{") :])
+
+
+def require_kubernetes(sb: Sandbox) -> None:
+    token = sb.scenario.kubernetes.token
+    url = f"{sb.urls['kubernetes']}/apis/apps/v1/namespaces/staging-stack/statefulsets/stack"
+    if httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10).status_code != 200:
+        pytest.skip("the Kubernetes emulator does not serve StatefulSets yet")
+
+
+def test_launch_monitor_succeeds(make_sandbox):
+    sb = make_sandbox(speed=600)
+    require_kubernetes(sb)
+    result = launch_and_monitor(sb)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PLAY RECAP" in result.stdout
+    assert "failed=0" in result.stdout
+    assert final_json(result.stdout)["status"] == "successful"
+    job = sb.call(sb.awx.job, 1)
+    assert job["status"] == "successful"
+    assert job["extra_vars"] == '{"stack_image_tag": "latest"}'
+    paths = [r.path for r in sb.requests("awx")]
+    assert "/api/v2/jobs/1/job_events/" in paths
+
+
+def test_launch_monitor_exits_non_zero_when_the_job_fails(make_sandbox):
+    sb = make_sandbox(speed=600, faults={"awx_jobs": [{"template": STAGING_VC, "outcome": "failed"}]})
+    result = launch_and_monitor(sb)
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "fatal: [localhost]: FAILED!" in result.stdout
+    assert final_json(result.stdout)["status"] == "failed"
+
+
+def test_cli_lists_jobs_by_status(make_sandbox):
+    sb = make_sandbox(speed=600, faults={"awx_jobs": [{"template": STAGING_VC, "outcome": "pending"}]})
+    sb.call(sb.awx.launch, STAGING_VC, {"stack_image_tag": "latest"})
+    result = run_awx(sb, "jobs", "list", "--status", "pending")
+    assert result.returncode == 0, result.stdout + result.stderr
+    listed = json.loads(result.stdout)
+    assert listed["count"] == 1
+    assert listed["results"][0]["name"] == STAGING_VC
