@@ -112,6 +112,10 @@ class Runner:
             if not run.cancel_requested:
                 raise
             self._finish(run, "cancelled")
+        except Exception as error:  # a bug must not leave the run in_progress for ever
+            logger.exception("run %s of %s broke", run.id, run.repository)
+            run.error = f"the emulator failed: {error!r}"
+            self._finish(run, "failure")
 
     async def _steps(self, run: Run, job: Job, failing_step: str | None) -> str:
         clock = self.runtime.clock
