@@ -455,3 +455,19 @@ def test_deploy_creates_a_missing_statefulset(make_sandbox):
     assert container["imagePullPolicy"] == "Always"
     assert container["readinessProbe"]["tcpSocket"]["port"] == 80
     assert created["status"]["readyReplicas"] == 2
+
+
+def test_a_job_past_its_timeout_fails(make_sandbox):
+    loaded = load_scenario("fragalysis")
+    hurried = [t.model_copy(update={"timeout_seconds": 60}) for t in loaded.awx.templates]
+    sb = make_sandbox(loaded, speed=600, awx=loaded.awx.model_copy(update={"templates": hurried}))
+    require_kubernetes(sb)
+    with api(sb) as client:
+        job_id = launch(client, 1, extra_vars={"stack_image_tag": "stable"}).json()["job"]
+        job = wait_job(client, job_id)
+        stdout = client.get(f"jobs/{job_id}/stdout/", params={"format": "txt"}).text
+    # the roll-out of two pods takes minutes; the template allows one
+    assert job["status"] == "failed"
+    assert job["job_explanation"] == "Job terminated due to timeout"
+    assert "FAILED - RETRYING" in stdout
+    assert "PLAY RECAP" not in stdout
