@@ -68,7 +68,12 @@ class GitHubEmulator(Emulator):
         return [Route("/_sandbox/push", self._push_endpoint, methods=["POST"])]
 
     def exception_handlers(self) -> dict[Any, Any]:
-        return {HTTPException: not_found_handler}
+        async def unknown(request: Request, exc: Exception) -> Response:
+            response = await not_found_handler(request, exc)
+            response.headers.update(self.limiter.headers())
+            return response
+
+        return {HTTPException: unknown}
 
     def fault_response(self, status: int, message: str, headers: dict[str, str]) -> Response:
         """Injected faults answered as GitHub does: a JSON message; 429 is its secondary rate limit."""

@@ -108,6 +108,7 @@ def test_unknown_things_are_not_found(gh: httpx.Client):
         answer = gh.get(path)
         assert answer.status_code == 404, path
         assert answer.json()["message"] == "Not Found"
+        assert "x-ratelimit-remaining" in answer.headers
     assert gh.get(f"/repos/{STACK}/branches/nope").json()["message"] == "Branch not found"
     unknown_commit = gh.get(f"/repos/{STACK}/commits/nope")
     assert unknown_commit.status_code == 422
