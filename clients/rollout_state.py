@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -98,6 +98,8 @@ class PodState:
         created_at, deleting_at, scheduled_at, started_at, ready_at: timestamps from the object
             (``creationTimestamp``, ``deletionTimestamp``, PodScheduled and Ready ``lastTransitionTime`` when
             True, the earliest container ``startedAt``).
+        terminating_at: when the deletion was asked for. The API server sets ``deletionTimestamp`` to that
+            moment plus the grace period (``deletionGracePeriodSeconds``), so this subtracts it.
     """
 
     name: str
@@ -114,6 +116,7 @@ class PodState:
     image_ids: Mapping[str, str]
     created_at: datetime | None
     deleting_at: datetime | None
+    terminating_at: datetime | None
     scheduled_at: datetime | None
     started_at: datetime | None
     ready_at: datetime | None
@@ -267,6 +270,7 @@ def pod_state(pod: Mapping[str, Any], update_revision: str | None, previous: Pod
         previous = None
     reason, message = _stuck(pod, ready, restarts, previous)
     terminating = metadata.get("deletionTimestamp") is not None
+    deleting_at = parse_time(metadata.get("deletionTimestamp"))
     started = [
         parse_time(((c.get("state") or {}).get("running") or {}).get("startedAt"))
         or parse_time(((c.get("state") or {}).get("terminated") or {}).get("startedAt"))
@@ -288,7 +292,10 @@ def pod_state(pod: Mapping[str, Any], update_revision: str | None, previous: Pod
         stuck_message=None if terminating else message,
         image_ids={str(c.get("name")): str(c["imageID"]) for c in containers if c.get("imageID")},
         created_at=parse_time(metadata.get("creationTimestamp")),
-        deleting_at=parse_time(metadata.get("deletionTimestamp")),
+        deleting_at=deleting_at,
+        terminating_at=deleting_at - timedelta(seconds=float(metadata.get("deletionGracePeriodSeconds") or 0))
+        if deleting_at
+        else None,
         scheduled_at=parse_time(scheduled_condition.get("lastTransitionTime"))
         if scheduled_condition and scheduled_condition.get("status") == "True"
         else None,

@@ -234,6 +234,7 @@ def pod(
     }
     if deleting:
         metadata["deletionTimestamp"] = deleting
+        metadata["deletionGracePeriodSeconds"] = 30
     status: dict[str, Any] = {"phase": "Running" if not unschedulable else "Pending", "conditions": conditions}
     if not unschedulable:
         status["containerStatuses"] = [container]
@@ -320,6 +321,8 @@ def test_pods_updated_ready_terminating_and_order() -> None:
     assert [p.name for p in state.ready_pods] == ["stack-10", "stack-0"]
     assert [p.name for p in state.terminating_pods] == ["stack-10"]
     assert state.pods[0].deleting_at == datetime(2026, 11, 26, 10, 5, 0, 500000, tzinfo=UTC)
+    # deletionTimestamp is the request time plus the grace period: the deletion was asked for 30 s earlier.
+    assert state.pods[0].terminating_at == datetime(2026, 11, 26, 10, 4, 30, 500000, tzinfo=UTC)
     assert not state.done
     assert state.message == "Waiting for 1 pods to be ready..."
     assert "stack-1 (rev stack-new, updated, not ready)" in state.describe()
