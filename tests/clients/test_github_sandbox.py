@@ -1,0 +1,208 @@
+"""GitHubClient against the sandbox's GitHub emulator over real HTTP: dispatch (and its fallback on a server that
+rejects ``return_run_details``), 422s, runs for a commit, following with ETags, failing builds, branches, tags,
+commits, the rate limit and injected faults, with the attempts counted from the emulator's request log."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from clients.errors import ApiError, BuildFailed, RateLimited
+from clients.github import GitHubClient, RunConclusion, RunStatus
+from clients.http import RetryPolicy
+from clients.waiting import Poll
+from sandbox.runtime import Sandbox
+from sandbox.scenario import Scenario, load_scenario
+
+SPEED = 1200
+STACK = "xchem/fragalysis-stack"
+INPUTS = {
+    "be_namespace": "xchem",
+    "be_image_tag": "latest",
+    "fe_namespace": "xchem",
+    "fe_image_tag": "latest",
+    "stack_namespace": "xchem",
+}
+FAST = RetryPolicy(attempts=3, backoff_initial=0.02, backoff_max=0.05, jitter=0.0, max_retry_after=5.0)
+
+
+def fast_poll() -> Poll:
+    return Poll(initial=0.02, factor=1.5, cap=0.1)
+
+
+def scenario(*, duration: float = 240.0, **github: Any) -> Scenario:
+    """Fragalysis without chaining (no downstream dispatch, no AWX launch); ``build main`` takes ``duration``."""
+    loaded = load_scenario("fragalysis")
+    settings = loaded.github.model_copy(update={"trigger_downstream": False, "trigger_awx": False, **github})
+    loaded = loaded.model_copy(update={"github": settings})
+    stack = loaded.repository(STACK)
+    assert stack is not None
+    stack.workflows[0].duration_seconds = duration
+    return loaded
+
+
+@pytest.fixture
+def github_of() -> Iterator[Callable[[Sandbox], GitHubClient]]:
+    made: list[GitHubClient] = []
+
+    def make(sb: Sandbox) -> GitHubClient:
+        endpoint = sb.endpoints()["github"]
+        made.append(GitHubClient(endpoint["token"], api_url=endpoint["url"], retry=FAST))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
+
+
+def served(sb: Sandbox, method: str, pattern: str, *, at_least: int = 0) -> list[Any]:
+    """The requests the emulator served whose path ends with ``pattern`` (waits a moment for the log)."""
+    end = time.monotonic() + 5.0
+    while True:
+        found = [r for r in sb.requests("github") if r.method == method and r.path.endswith(pattern)]
+        if len(found) >= at_least or time.monotonic() > end:
+            return found
+        time.sleep(0.02)
+
+
+def test_dispatch_by_name_and_follow_with_etags(
+    make_sandbox: Callable[..., Sandbox], github_of: Callable[[Sandbox], GitHubClient]
+) -> None:
+    sb = make_sandbox(scenario(duration=1800.0), speed=SPEED)  # 1.5 s: several unchanged polls
+    github = github_of(sb)
+    run = github.dispatch(STACK, "build main", "refs/heads/master", INPUTS)
+    assert (run.event, run.head_branch, run.repository) == ("workflow_dispatch", "master", STACK)
+    assert run.head_sha == github.branch_head(STACK, "master")
+    seen: list[RunStatus] = []
+    done = github.follow_run(run, 60, on_status=lambda r: seen.append(r.status), poll=fast_poll())
+    assert done.conclusion is RunConclusion.SUCCESS
+    assert seen[-1] is RunStatus.COMPLETED
+    assert len(seen) == len(set(seen))  # called back on changes only
+    polls = served(sb, "GET", f"/actions/runs/{run.id}")
+    assert any(r.status == 304 for r in polls)  # unchanged answers came back as 304
+    jobs = github.run_jobs(done)
+    assert [step.name for step in jobs[0].steps][:2] == ["Set up job", "Checkout"]
+    ran = [step for step in jobs[0].steps if step.conclusion is RunConclusion.SUCCESS]
+    assert ran
+    assert all(step.seconds is not None for step in ran)
+    assert jobs[0].seconds is not None
+    assert len(served(sb, "POST", "/dispatches")) == 1
+
+
+def test_dispatch_falls_back_when_return_run_details_is_rejected(
+    make_sandbox: Callable[..., Sandbox], github_of: Callable[[Sandbox], GitHubClient]
+) -> None:
+    sb = make_sandbox(scenario(return_run_details=False), speed=SPEED)
+    github = github_of(sb)
+    # someone else dispatched the same workflow a moment before us
+    endpoint = sb.endpoints()["github"]
+    other = httpx.post(
+        f"{endpoint['url']}/repos/{STACK}/actions/workflows/build-main.yaml/dispatches",
+        json={"ref": "master"},
+        headers={"Authorization": f"Bearer {endpoint['token']}"},
+        timeout=10,
+    )
+    assert other.status_code == 204
+    run = github.dispatch(STACK, "build-main.yaml", "master", INPUTS, poll=fast_poll())
+    assert run.event == "workflow_dispatch"
+    runs = list(github.runs(STACK, "build-main.yaml", event="workflow_dispatch"))
+    assert len(runs) == 2
+    assert run.id == max(r.id for r in runs)  # ours, not the other one
+    assert [r.status for r in served(sb, "POST", "/dispatches", at_least=3)] == [204, 400, 204]
+
+
+def test_dispatch_refusals_quote_github(
+    make_sandbox: Callable[..., Sandbox], github_of: Callable[[Sandbox], GitHubClient]
+) -> None:
+    sb = make_sandbox(scenario(), speed=SPEED)
+    github = github_of(sb)
+    with pytest.raises(ApiError, match=r'422 Unexpected inputs provided: \["colour"\]') as caught:
+        github.dispatch(STACK, "build main", "master", {"colour": "red"})
+    assert caught.value.status == 422
+    with pytest.raises(ApiError, match="No ref found for: nowhere"):
+        github.dispatch(STACK, "build main", "nowhere")
+    with pytest.raises(ApiError, match="does not have 'workflow_dispatch' trigger"):
+        github.dispatch("xchem/fragalysis-frontend", "build-staging.yaml", "staging")
+    assert list(github.runs(STACK, "build-main.yaml")) == []
+
+
+def test_find_and_wait_for_the_run_of_a_push(
+    make_sandbox: Callable[..., Sandbox], github_of: Callable[[Sandbox], GitHubClient]
+) -> None:
+    sb = make_sandbox(scenario(), speed=SPEED)
+    github = github_of(sb)
+    sha = sb.push(STACK, "master", message="Bump the stack")
+    run = github.wait_for_run(STACK, "build main", sha, event="push", branch="master", deadline_seconds=30)
+    assert (run.head_sha, run.event) == (sha, "push")
+    assert github.find_run(STACK, "build-main.yaml", sha, event="workflow_dispatch") is None
+    assert github.follow_run(run, 60, poll=fast_poll()).conclusion is RunConclusion.SUCCESS
+    assert github.branch_head(STACK, "master") == sha
+    commit = github.commit(STACK, sha)
+    assert commit.message == "Bump the stack"
+    assert commit.timestamp is not None
+    assert run.created_at is not None
+    assert commit.timestamp <= run.created_at
+    assert "1.0.2" in [tag.name for tag in github.tags(STACK)]
+
+
+def test_a_failing_build_names_its_job_and_step(
+    make_sandbox: Callable[..., Sandbox], github_of: Callable[[Sandbox], GitHubClient]
+) -> None:
+    faults = {"failing_builds": [{"repository": STACK, "workflow": "build main", "step": "Build"}]}
+    sb = make_sandbox(scenario(), speed=SPEED, faults=faults)
+    github = github_of(sb)
+    run = github.dispatch(STACK, "build main", "master", INPUTS)
+    with pytest.raises(BuildFailed, match=r"ended failure: job '.+' failed at step 'Build'") as caught:
+        github.follow_run(run, 60, poll=fast_poll())
+    assert caught.value.step == "Build"
+    assert caught.value.url == run.html_url
+    assert run.html_url in str(caught.value)
+
+
+def test_the_rate_limit_is_waited_for_up_to_the_cap(
+    make_sandbox: Callable[..., Sandbox], github_of: Callable[[Sandbox], GitHubClient]
+) -> None:
+    sb = make_sandbox(scenario(rate_limit=2, rate_limit_window_seconds=1.0), speed=SPEED)
+    github = github_of(sb)
+    heads = [github.branch_head(STACK, "master") for _ in range(3)]  # the third waits for the reset
+    assert len(set(heads)) == 1
+    statuses = [r.status for r in served(sb, "GET", "/branches/master", at_least=4)]
+    assert statuses[:3] == [200, 200, 403]
+    assert statuses[-1] == 200
+    assert len(statuses) <= 2 + FAST.attempts
+
+    sb2 = make_sandbox(scenario(rate_limit=1, rate_limit_window_seconds=600.0), speed=SPEED)
+    github2 = github_of(sb2)
+    github2.branch_head(STACK, "master")
+    with pytest.raises(RateLimited, match="API rate limit exceeded") as caught:
+        github2.branch_head(STACK, "master")
+    assert caught.value.retry_after > FAST.max_retry_after
+    assert len(served(sb2, "GET", "/branches/master", at_least=2)) == 2  # past the cap: no waiting, no retry
+
+
+def test_injected_faults_are_retried_with_bounded_attempts(
+    make_sandbox: Callable[..., Sandbox], github_of: Callable[[Sandbox], GitHubClient]
+) -> None:
+    sb = make_sandbox(scenario(), speed=SPEED, faults={"github": {"fail_next": 2, "error_status": 502}})
+    github = github_of(sb)
+    assert github.branch_head(STACK, "master")
+    assert [r.status for r in served(sb, "GET", "/branches/master", at_least=3)] == [502, 502, 200]
+
+    sb.set_faults(github={"drop_rate": 1.0, "paths": "/tags$"})
+    with pytest.raises(ApiError, match="got no answer"):
+        github.tags(STACK)
+    assert len(served(sb, "GET", "/tags", at_least=FAST.attempts)) == FAST.attempts
+
+    sb.set_faults(github={"drop_rate": 0.0, "rate_limit_rate": 1.0, "retry_after_seconds": 1, "paths": "/commits/"})
+    with pytest.raises(RateLimited):
+        github.commit(STACK, "master")
+    assert [r.status for r in served(sb, "GET", "/commits/master", at_least=FAST.attempts)] == [429] * FAST.attempts
+
+    sb.set_faults(github={"rate_limit_rate": 0.0, "fail_next": 1, "error_status": 500, "paths": "/dispatches$"})
+    with pytest.raises(ApiError, match="answered 500"):
+        github.dispatch(STACK, "build-main.yaml", "master", INPUTS)
+    assert [r.status for r in served(sb, "POST", "/dispatches", at_least=1)] == [500]  # a POST is not repeated
