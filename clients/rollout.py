@@ -24,8 +24,10 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from clients.errors import ApiError, DeadlineExceeded, ImageMismatch, NotFound, RolloutStuck
+from clients.http import RetryPolicy
 from clients.rollout_events import (
     PodCreated,
     PodEvent,
@@ -85,6 +87,21 @@ def _api_error(error: BaseException, what: str, server: str) -> ApiError:
     return ApiError(f"Kubernetes {server}: {what} got no answer ({type(error).__name__})", url=server)
 
 
+class _Retryable(Exception):
+    def __init__(self, error: ApiError, retry_after: float | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+def _retry_after(error: ApiException) -> float | None:
+    value = (error.headers or {}).get("Retry-After") if error.headers else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
 class RolloutClient:
     """Snapshot, restart and follow StatefulSet roll-outs.
 
@@ -92,10 +109,19 @@ class RolloutClient:
         api_client: a ``kubernetes.client.ApiClient`` (build it with ``from_kubeconfig``/``in_cluster``).
         request_timeout: seconds (connect and read) for every plain call.
         watch_seconds: how long one watch request lasts on the server (``timeoutSeconds``) before it is resumed.
+        retry: the ``RetryPolicy`` of plain calls (watches retry with a backoff until the follower's deadline).
     """
 
-    def __init__(self, api_client: k8s.ApiClient, *, request_timeout: float = 30.0, watch_seconds: int = 60) -> None:
+    def __init__(
+        self,
+        api_client: k8s.ApiClient,
+        *,
+        request_timeout: float = 30.0,
+        watch_seconds: int = 60,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self.api_client = api_client
+        self.retry = retry or RetryPolicy()
         self.request_timeout = request_timeout
         self.watch_seconds = watch_seconds
         self.server = str(api_client.configuration.host)
@@ -148,17 +174,47 @@ class RolloutClient:
     # ------------------------------------------------------------ reads
 
     def _raw(self, call: Callable[..., Any], what: str, *args: Any, **kwargs: Any) -> Any:
-        """Call the API and return the JSON body as plain dicts (timestamps untouched)."""
-        started = time.monotonic()
+        """Call the API and return the JSON body as plain dicts (timestamps untouched).
+
+        Retried with the ``RetryPolicy`` on dropped connections, 429 and 5xx (honouring ``Retry-After`` up to
+        the cap). Every call we make is idempotent: reads, and a patch that sets a fixed value.
+        """
+        policy = self.retry
+
+        def attempt() -> Any:
+            started = time.monotonic()
+            try:
+                response = call(*args, _preload_content=False, _request_timeout=self._timeout, **kwargs)
+                body = json.loads(response.data)
+            except ApiException as error:
+                logger.info("Kubernetes %s -> %s in %.3fs", what, error.status, time.monotonic() - started)
+                if error.status in policy.statuses:
+                    raise _Retryable(_api_error(error, what, self.server), _retry_after(error)) from None
+                raise _api_error(error, what, self.server) from None
+            except ValueError as error:
+                raise _api_error(error, what, self.server) from None
+            except Exception as error:  # urllib3's errors (MaxRetryError, ProtocolError) share no base with ours
+                logger.info("Kubernetes %s -> %s", what, type(error).__name__)
+                raise _Retryable(_api_error(error, what, self.server), None) from None
+            logger.info("Kubernetes %s in %.3fs", what, time.monotonic() - started)
+            return body
+
+        def wait(state: RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            if isinstance(error, _Retryable) and error.retry_after is not None:
+                return min(error.retry_after, policy.max_retry_after)
+            return policy.backoff(state.attempt_number)
+
+        retrying = Retrying(
+            stop=stop_after_attempt(policy.attempts),
+            wait=wait,
+            retry=retry_if_exception_type(_Retryable),
+            reraise=True,
+        )
         try:
-            response = call(*args, _preload_content=False, _request_timeout=self._timeout, **kwargs)
-            body = json.loads(response.data)
-        except (ApiException, OSError, ValueError) as error:
-            raise _api_error(error, what, self.server) from None
-        except Exception as error:  # urllib3's errors (MaxRetryError, ProtocolError) share no base with ours
-            raise _api_error(error, what, self.server) from None
-        logger.info("Kubernetes %s in %.3fs", what, time.monotonic() - started)
-        return body
+            return retrying(attempt)
+        except _Retryable as final:
+            raise final.error from None
 
     def statefulset(self, namespace: str, name: str) -> dict[str, Any]:
         """The StatefulSet as a dict.
@@ -325,7 +381,11 @@ class _Source(threading.Thread):
         self.stopping.set()
         watch = self._watch
         if watch is not None:
-            watch.stop()  # type: ignore[no-untyped-call]  # shuts the socket: a blocked read returns
+            watch.stop()  # type: ignore[no-untyped-call]
+            response = getattr(watch, "_resp", None)
+            with contextlib.suppress(Exception):
+                if response is not None and hasattr(response, "shutdown"):
+                    response.shutdown()  # urllib3 >= 2.3: unblocks a read waiting on a quiet watch
 
     def run(self) -> None:
         resource_version: str | None = None

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from clients.errors import DeadlineExceeded, ImageMismatch, NotFound, RolloutStuck
+from clients.errors import ApiError, DeadlineExceeded, ImageMismatch, NotFound, RolloutStuck
+from clients.http import RetryPolicy
 from clients.rollout import RESTARTED_AT, STRATEGIC_MERGE, RolloutClient, label_selector
 from clients.rollout_events import (
     PodCreated,
@@ -216,3 +217,41 @@ def test_missing_statefulset_and_secrets(
     assert sandbox.urls["kubernetes"] in str(caught.value)
     for text in (str(caught.value), repr(client), str(client), caplog.text):
         assert token not in text
+
+
+def test_plain_calls_retry_through_5xx_with_bounded_attempts(
+    cluster: Callable[..., tuple[Any, RolloutClient]],
+) -> None:
+    sandbox, client = cluster(speed=1000)
+    client.retry = RetryPolicy(attempts=3, backoff_initial=0.01, backoff_max=0.02, jitter=0.0)
+    path = f"/apis/apps/v1/namespaces/{NAMESPACE}/statefulsets/{NAME}"
+
+    def reads() -> list[int]:
+        return [r.status for r in sandbox.requests("kubernetes") if r.path == path and r.method == "GET"]
+
+    before = len(reads())
+    sandbox.set_faults(kubernetes={"fail_next": 2, "error_status": 503})
+    assert client.statefulset(NAMESPACE, NAME)["metadata"]["name"] == NAME
+    assert reads()[before:] == [503, 503, 200]
+
+    before = len(reads())
+    sandbox.set_faults(kubernetes={"fail_next": 10, "error_status": 503})
+    with pytest.raises(ApiError) as caught:
+        client.statefulset(NAMESPACE, NAME)
+    assert caught.value.status == 503
+    assert reads()[before:] == [503, 503, 503]
+    assert f"{NAMESPACE}/{NAME}" in str(caught.value)
+    sandbox.set_faults(kubernetes={"fail_next": 0})
+
+
+def test_follow_through_flaky_api(cluster: Callable[..., tuple[Any, RolloutClient]]) -> None:
+    sandbox, client = cluster(speed=600)
+    client.retry = RetryPolicy(attempts=6, backoff_initial=0.01, backoff_max=0.05, jitter=0.0)
+    snapshot = client.snapshot(NAMESPACE, NAME)
+    sandbox.set_faults(kubernetes={"error_rate": 0.3, "drop_rate": 0.1, "error_status": 503})
+    report = client.wait(snapshot, timeout=60, stuck_grace=30, change=lambda: client.restart(NAMESPACE, NAME))
+    assert report.done
+    assert [t.name for t in report.pods] == ["stack-1", "stack-0"]
+    assert all(t.ready_at for t in report.pods)
+    statuses = {r.status for r in sandbox.requests("kubernetes")}
+    assert 503 in statuses
