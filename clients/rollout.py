@@ -274,7 +274,11 @@ class RolloutClient:
 
     def restart(self, namespace: str, name: str, *, at: datetime | None = None) -> str:
         """Restart the StatefulSet as ``kubectl rollout restart`` does: a strategic-merge patch of the pod
-        template's ``kubectl.kubernetes.io/restartedAt`` annotation (FACTS.md). Returns the value set."""
+        template's ``kubectl.kubernetes.io/restartedAt`` annotation (FACTS.md). Returns the value set.
+
+        The value has whole seconds, as kubectl writes it: a second restart within the same second changes
+        nothing (no new revision). Pass ``at`` to choose the time.
+        """
         value = (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: value}}}}}
         self._raw(

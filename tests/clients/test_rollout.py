@@ -255,3 +255,11 @@ def test_follow_through_flaky_api(cluster: Callable[..., tuple[Any, RolloutClien
     assert all(t.ready_at for t in report.pods)
     statuses = {r.status for r in sandbox.requests("kubernetes")}
     assert 503 in statuses
+
+
+def test_client_from_a_kubeconfig_dict(cluster: Callable[..., tuple[Any, RolloutClient]]) -> None:
+    sandbox, _client = cluster(speed=1000)
+    with RolloutClient.from_kubeconfig_dict(sandbox.kubeconfig(), context="sandbox", request_timeout=5.0) as client:
+        assert client.server == sandbox.urls["kubernetes"]
+        assert client.statefulset(NAMESPACE, NAME)["spec"]["selector"] == {"matchLabels": {"name": "stack"}}
+        assert sandbox.scenario.kubernetes.token not in repr(client)
