@@ -60,6 +60,7 @@ class GitHubClient:
         retry: the retry policy (idempotent requests; rate limits up to its ``max_retry_after``).
         transport: an httpx transport (``httpx.MockTransport`` in tests).
         clock_skew_seconds: how far GitHub's clock may be behind ours when finding a run by creation time.
+        lost_dispatch_seconds: how long to look for the run of a dispatch whose answer was lost (or a 5xx).
     """
 
     def __init__(
@@ -73,9 +74,11 @@ class GitHubClient:
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
         clock_skew_seconds: float = 5.0,
+        lost_dispatch_seconds: float = 10.0,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.clock_skew_seconds = clock_skew_seconds
+        self.lost_dispatch_seconds = lost_dispatch_seconds
         self._http = HttpService(
             self.api_url,
             service="GitHub",
@@ -155,7 +158,7 @@ class GitHubClient:
 
         Raises:
             ApiError: GitHub refused (422: unexpected or missing inputs, no such ref, no dispatch trigger; its
-                message is quoted).
+                message is quoted), or gave no clear answer and no run turned up (the dispatch is not repeated).
             NotFound: no such repository or workflow.
             DeadlineExceeded: the dispatch was accepted but no run appeared in time.
         """
@@ -164,9 +167,14 @@ class GitHubClient:
         body: dict[str, Any] = {"ref": ref, "inputs": dict(inputs or {})}
         since = datetime.now(UTC) - timedelta(seconds=self.clock_skew_seconds)
         # A dispatch is not idempotent: HttpService repeats it only when GitHub says it did not act (429/403).
-        response = self._http.request(
-            "POST", path, json={**body, "return_run_details": True}, expected=(200, 204, 400, 422), idempotent=False
-        )
+        try:
+            response = self._http.request(
+                "POST", path, json={**body, "return_run_details": True}, expected=(200, 204, 400, 422), idempotent=False
+            )
+        except ApiError as error:
+            if error.status is not None and error.status < 500:
+                raise
+            return self._find_lost_dispatch(wf, ref, since, error, poll)
         if response.status_code == 200:
             run_id = int(response.json()["workflow_run_id"])
             return self.run(repo, run_id)
@@ -181,6 +189,23 @@ class GitHubClient:
             if response.status_code == 422:
                 raise self._dispatch_refused(wf, ref, path, response)
         return self._await_dispatched_run(wf, ref, since, known, Deadline(deadline_seconds), poll)
+
+    def _find_lost_dispatch(
+        self, wf: Workflow, ref: str, since: datetime, error: ApiError, poll: Poll | None
+    ) -> WorkflowRun:
+        """After a dispatch without a clear answer (none, or a 5xx), the run it may have started; never a second
+        dispatch (which could build twice)."""
+        logger.warning("GitHub dispatch of %s got %s; looking for its run", wf.file, error.status or "no answer")
+        try:
+            return self._await_dispatched_run(wf, ref, since, set(), Deadline(self.lost_dispatch_seconds), poll)
+        except DeadlineExceeded:
+            raise ApiError(
+                f"{error} - and no new workflow_dispatch run of {wf.name!r} at {ref} appeared within "
+                f"{self.lost_dispatch_seconds:.0f} s; not dispatching again (it may yet start: check {wf.repository})",
+                status=error.status,
+                url=error.url,
+                detail=error.detail,
+            ) from None
 
     def _dispatched_runs(self, wf: Workflow, ref: str, since: datetime) -> list[WorkflowRun]:
         created = ">=" + since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

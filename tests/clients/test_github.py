@@ -36,7 +36,7 @@ def routes() -> Routes:
 
 @pytest.fixture
 def github(routes: Routes) -> Iterator[GitHubClient]:
-    with GitHubClient(CANARY, retry=FAST, transport=routes.transport()) as client:
+    with GitHubClient(CANARY, retry=FAST, transport=routes.transport(), lost_dispatch_seconds=0.1) as client:
         yield client
 
 
@@ -163,8 +163,18 @@ def test_a_422_quotes_github(routes: Routes, github: GitHubClient) -> None:
 def test_a_dispatch_is_not_repeated_after_a_5xx(routes: Routes, github: GitHubClient) -> None:
     routes.add("GET", f"/repos/{REPO}/actions/workflows/build-main.yaml", reply(200, WF))
     routes.add("POST", f"/repos/{REPO}/actions/workflows/51/dispatches", reply(502, {"message": "Server Error"}))
-    with pytest.raises(ApiError, match="answered 502"):
-        github.dispatch(REPO, "build-main.yaml", "master")
+    routes.add("GET", f"/repos/{REPO}/actions/workflows/51/runs", runs_list())
+    with pytest.raises(ApiError, match=r"answered 502.*not dispatching again"):
+        github.dispatch(REPO, "build-main.yaml", "master", poll=fast_poll())
+    assert routes.count("POST", f"/repos/{REPO}/actions/workflows/51/dispatches") == 1
+    assert routes.count("GET", f"/repos/{REPO}/actions/workflows/51/runs") >= 1
+
+
+def test_a_dispatch_whose_answer_was_lost_finds_its_run(routes: Routes, github: GitHubClient) -> None:
+    routes.add("GET", f"/repos/{REPO}/actions/workflows/build-main.yaml", reply(200, WF))
+    routes.add("POST", f"/repos/{REPO}/actions/workflows/51/dispatches", httpx.ReadError("connection reset"))
+    routes.add("GET", f"/repos/{REPO}/actions/workflows/51/runs", runs_list(), runs_list(run_body(906)))
+    assert github.dispatch(REPO, "build-main.yaml", "master", poll=fast_poll()).id == 906
     assert routes.count("POST", f"/repos/{REPO}/actions/workflows/51/dispatches") == 1
 
 
