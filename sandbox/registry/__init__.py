@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -32,6 +33,7 @@ from sandbox.runtime import Emulator, Runtime
 # codes distribution would use for these statuses (a 502/504 from a proxy has no registry code of its own)
 _FAULT_CODES = {429: "TOOMANYREQUESTS", 503: "UNAVAILABLE"}
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 _NUMBERED_TAG = re.compile(r"\d+(?:\.\d+)*")
 
 
@@ -52,6 +54,7 @@ class RegistryEmulator(Emulator):
         self.store = Store(secret, hidden=self._is_missing)
         self.tokens = TokenService(secret, dict(scenario.registry.users), f"{self.url}/token", self.rng.getrandbits)
         self.api = RegistryApi(self)
+        self._generated = 0
         self._seed_images()
 
     @property
@@ -94,7 +97,7 @@ class RegistryEmulator(Emulator):
         """
         repository = normalize_name(name)
         kept = [tag for tag in tags if not self._is_missing(repository, tag)]
-        image = generate_image(self.rng, repository, isoformat(self.runtime.clock.now()) or "")
+        image = generate_image(self.rng, repository, self._created())
         if kept:
             self._store_image(repository, image)
             for tag in kept:
@@ -118,6 +121,12 @@ class RegistryEmulator(Emulator):
 
     # ------------------------------------------------------------ internals
 
+    def _created(self) -> str:
+        """The image's ``created`` time: a fixed start plus a minute per image generated, so that digests
+        depend on the seed and the order of pushes only (not on the wall clock)."""
+        self._generated += 1
+        return isoformat(_EPOCH + timedelta(minutes=self._generated), precise=False) or ""
+
     def _is_missing(self, name: str, tag: str) -> bool:
         for entry in self.runtime.faults.missing_images:
             try:
@@ -137,7 +146,6 @@ class RegistryEmulator(Emulator):
     def _seed_images(self) -> None:
         """Each listed tag gets an image of its own, except ``stable``, which shares the newest numbered tag's
         digest when there is one (a production tag pushes ``:<tag>`` and ``:stable`` together: FACTS.md)."""
-        created = isoformat(self.runtime.clock.now()) or ""
         for spec in self.runtime.scenario.registry.images:
             repository = normalize_name(spec.name)
             numbered = [tag for tag in spec.tags if _NUMBERED_TAG.fullmatch(tag)]
@@ -146,7 +154,7 @@ class RegistryEmulator(Emulator):
             for tag in spec.tags:
                 if tag == "stable" and newest is not None:
                     continue
-                image = generate_image(self.rng, repository, created)
+                image = generate_image(self.rng, repository, self._created())
                 self._store_image(repository, image)
                 digests[tag] = image.digest
             if "stable" in spec.tags and newest is not None:
