@@ -84,6 +84,8 @@ class Api:
             return PlainTextResponse("ok")
         if parts == ["version"]:
             return JSONResponse(resources.version_info(self.emulator.runtime.scenario.kubernetes.version))
+        if parts[0] == "openapi":
+            return self._openapi(parts)
         discovery = self._discovery(request, parts)
         if discovery is not None:
             if method != "GET":
@@ -108,6 +110,19 @@ class Api:
         if len(parts) == 3 and parts[0] == "apis":
             return resources.resource_list(parts[1], parts[2])
         return None
+
+    def _openapi(self, parts: list[str]) -> Response:
+        # no OpenAPI v2 (kubectl tolerates its absence); a minimal v3 so that kubectl apply validates server-side
+        if parts == ["openapi", "v3"]:
+            return JSONResponse(resources.openapi_v3_root())
+        document = None
+        if len(parts) == 4 and parts[2] == "api":
+            document = resources.openapi_v3_document("", parts[3])
+        elif len(parts) == 5 and parts[2] == "apis":
+            document = resources.openapi_v3_document(parts[3], parts[4])
+        if document is None:
+            raise errors.unknown_path()
+        return JSONResponse(document)
 
     def _target(self, parts: list[str]) -> Target | None:
         if parts[:2] == ["api", "v1"]:
@@ -151,6 +166,8 @@ class Api:
             raise errors.method_not_allowed()
         if target.watch_prefix:
             return self._watch(request, target)
+        if target.subresource == "scale":
+            return await self._scale(request, target)
         if method == "GET":
             obj = self._get(target)
             return self._answer(request, target, obj)
@@ -349,6 +366,35 @@ class Api:
             raise errors.bad_request("the name of the object does not match the name on the URL")
         return JSONResponse(self._update(patched, target, dry_run))
 
+    async def _scale(self, request: Request, target: Target) -> Response:
+        """The ``scale`` subresource (``kubectl scale``): an autoscaling/v1 Scale over spec.replicas."""
+        sts = self._get(target)
+        if request.method in ("PUT", "PATCH"):
+            body = await self._body(request)
+            if request.method == "PATCH":
+                content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+                if content_type not in (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH):
+                    raise errors.unsupported_patch(content_type)
+                body = apply_patch(_scale_of(sts), content_type, body)
+            if not isinstance(body, dict):
+                raise errors.bad_request("the object provided is unrecognized (must be of type object)")
+            replicas = (body.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or replicas < 0:
+                raise errors.invalid(
+                    "autoscaling",
+                    "Scale",
+                    "statefulsets",
+                    target.name or "",
+                    [("spec.replicas", f"Invalid value: {json.dumps(replicas)}: must be greater than or equal to 0")],
+                )
+            rv = (body.get("metadata") or {}).get("resourceVersion")
+            sts["spec"]["replicas"] = replicas
+            sts["metadata"]["resourceVersion"] = rv or sts["metadata"]["resourceVersion"]
+            sts = self._update(sts, Target(target.resource, target.namespace, target.name, None, False), False)
+        elif request.method != "GET":
+            raise errors.method_not_allowed()
+        return JSONResponse(_scale_of(sts))
+
     async def _delete(self, request: Request, target: Target) -> Response:
         r = target.resource
         obj = self._get(target)
@@ -374,6 +420,23 @@ class Api:
         return JSONResponse(
             {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
         )
+
+
+def _scale_of(sts: Obj) -> Obj:
+    labels = (sts["spec"].get("selector") or {}).get("matchLabels") or {}
+    meta = sts["metadata"]
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in meta
+        },
+        "spec": {"replicas": sts["spec"].get("replicas", 1)},
+        "status": {
+            "replicas": (sts.get("status") or {}).get("replicas", 0),
+            "selector": ",".join(f"{k}={v}" for k, v in labels.items()),
+        },
+    }
 
 
 def wants_table(request: Request) -> bool:

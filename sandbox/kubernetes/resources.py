@@ -33,11 +33,18 @@ class Resource:
 _RW = ("create", "delete", "get", "list", "patch", "update", "watch")
 
 NAMESPACES = Resource(
-    "", "v1", "namespaces", "namespace", "Namespace", False, ("create", "get", "list", "watch"), ("ns",)
+    "",
+    "v1",
+    "namespaces",
+    "namespace",
+    "Namespace",
+    False,
+    ("create", "get", "list", "patch", "update", "watch"),
+    ("ns",),
 )
 PODS = Resource("", "v1", "pods", "pod", "Pod", True, ("delete", "get", "list", "watch"), ("po",), ("all",))
 STATEFULSETS = Resource(
-    "apps", "v1", "statefulsets", "statefulset", "StatefulSet", True, _RW, ("sts",), ("all",), ("status",)
+    "apps", "v1", "statefulsets", "statefulset", "StatefulSet", True, _RW, ("sts",), ("all",), ("status", "scale")
 )
 CONTROLLER_REVISIONS = Resource(
     "apps", "v1", "controllerrevisions", "controllerrevision", "ControllerRevision", True, ("get", "list", "watch")
@@ -114,17 +121,61 @@ def resource_list(group_name: str, version: str) -> dict[str, Any] | None:
             entry["categories"] = list(r.categories)
         entries.append(entry)
         for sub in r.subresources:
-            entries.append(
-                {
-                    "name": f"{r.plural}/{sub}",
-                    "singularName": "",
-                    "namespaced": r.namespaced,
-                    "kind": r.kind,
-                    "verbs": ["get", "patch", "update"],
-                }
-            )
+            entry = {"name": f"{r.plural}/{sub}", "singularName": "", "namespaced": r.namespaced, "kind": r.kind}
+            if sub == "scale":
+                entry.update({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+            entries.append({**entry, "verbs": ["get", "patch", "update"]})
     gv = f"{group_name}/{version}" if group_name else version
     result: dict[str, Any] = {"kind": "APIResourceList", "groupVersion": gv, "resources": entries}
     if group_name:
         result["apiVersion"] = "v1"
     return result
+
+
+def openapi_v3_root() -> dict[str, Any]:
+    """``GET /openapi/v3``: the group-versions whose documents the server publishes."""
+    paths = {}
+    for gv in sorted({r.group_version for r in RESOURCES}):
+        key = f"api/{gv}" if "/" not in gv else f"apis/{gv}"
+        paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash=sandbox"}
+    return {"paths": paths}
+
+
+def openapi_v3_document(group_name: str, version: str) -> dict[str, Any] | None:
+    """A minimal OpenAPI v3 document of one group-version: the item paths with their PATCH operation, its
+    ``x-kubernetes-group-version-kind`` and the ``fieldValidation`` parameter, which is what kubectl looks for
+    to decide that the server validates fields itself (so ``kubectl apply`` needs no client-side schema).
+    There are no schemas: kubectl then computes strategic merge patches from its compiled-in types."""
+    served = [r for r in RESOURCES if (r.group, r.version) == (group_name, version)]
+    if not served:
+        return None
+    prefix = f"/apis/{group_name}/{version}" if group_name else f"/api/{version}"
+    params = [
+        {"name": name, "in": "query", "schema": {"type": "string"}, "uniqueItems": True}
+        for name in ("dryRun", "fieldManager", "fieldValidation", "force")
+    ]
+    paths: dict[str, Any] = {}
+    for r in served:
+        item = (
+            f"{prefix}/namespaces/{{namespace}}/{r.plural}/{{name}}"
+            if r.namespaced
+            else f"{prefix}/{r.plural}/{{name}}"
+        )
+        gvk = {"group": r.group, "version": r.version, "kind": r.kind}
+        operations: dict[str, Any] = {}
+        for verb, method in (("get", "get"), ("patch", "patch"), ("update", "put"), ("delete", "delete")):
+            if verb in r.verbs:
+                operations[method] = {
+                    "operationId": f"{verb}{r.kind}",
+                    "parameters": params if method in ("patch", "put") else [],
+                    "responses": {"200": {"description": "OK"}},
+                    "x-kubernetes-action": verb,
+                    "x-kubernetes-group-version-kind": gvk,
+                }
+        paths[item] = operations
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": "sandbox"},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }

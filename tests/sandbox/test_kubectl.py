@@ -168,3 +168,57 @@ def test_terminating_and_crash_looping_pods_in_kubectl_get(make_sandbox: Sandbox
     status = kubectl("rollout", "status", "statefulset/stack", "-n", "production-stack", "--timeout=2s", check=False)
     assert status.returncode != 0
     assert "timed out" in status.stderr
+
+
+MANIFEST = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: stack-bob-default}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: stack, namespace: stack-bob-default, labels: {name: stack}}
+spec:
+  replicas: 2
+  serviceName: stack
+  selector: {matchLabels: {name: stack}}
+  template:
+    metadata: {labels: {name: stack}, annotations: {deployed: "DEPLOYED"}}
+    spec:
+      containers:
+      - name: stack
+        image: xchem/fragalysis-stack:latest
+        ports: [{containerPort: 80}]
+"""
+
+
+def test_apply_scale_and_watch(cluster: tuple[Sandbox, Kubectl], tmp_path: Path):
+    sandbox, kubectl = cluster
+    manifest = tmp_path / "stack.yaml"
+    manifest.write_text(MANIFEST.replace("DEPLOYED", "1"))
+    created = kubectl("apply", "-f", str(manifest)).stdout
+    assert "namespace/stack-bob-default created" in created
+    assert "statefulset.apps/stack created" in created
+    kubectl("rollout", "status", "statefulset/stack", "-n", "stack-bob-default", "--timeout=60s")
+    manifest.write_text(MANIFEST.replace("DEPLOYED", "2"))
+    assert "statefulset.apps/stack configured" in kubectl("apply", "-f", str(manifest)).stdout
+    kubectl("rollout", "status", "statefulset/stack", "-n", "stack-bob-default", "--timeout=60s")
+    sts = sandbox.call(sandbox.kubernetes.statefulset, "stack-bob-default", "stack")
+    assert sts is not None
+    assert sts["metadata"]["generation"] == 2
+    assert sts["spec"]["template"]["metadata"]["annotations"] == {"deployed": "2"}
+
+    assert (
+        "statefulset.apps/stack scaled"
+        in kubectl("scale", "sts/stack", "-n", "stack-bob-default", "--replicas=1").stdout
+    )
+    _wait(
+        lambda: (
+            [p["metadata"]["name"] for p in sandbox.call(sandbox.kubernetes.pods, "stack-bob-default")] == ["stack-0"]
+        )
+    )
+
+    # kubectl get -w: a Table per watch event, until the request timeout
+    watched = kubectl("get", "pods", "-n", "stack-bob-default", "-w", "--request-timeout=1s").stdout.splitlines()
+    assert watched[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert watched[1].split()[:3] == ["stack-0", "1/1", "Running"]

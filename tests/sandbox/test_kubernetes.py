@@ -500,3 +500,25 @@ def test_scenario_with_a_partition(make_sandbox: SandboxFactory):
         pods = sandbox.call(sandbox.kubernetes.pods, NS, {"name": "stack"})
         revisions = [p["metadata"]["labels"]["controller-revision-hash"] for p in pods]
         assert revisions == [sts.status.current_revision, sts.status.update_revision]
+
+
+def test_dynamic_client_as_ansible_uses_it(api: client.ApiClient):
+    """Ansible's kubernetes.core.k8s module drives the API through the client's DynamicClient."""
+    from kubernetes.dynamic import DynamicClient
+
+    dynamic = DynamicClient(api)
+    statefulsets = dynamic.resources.get(api_version="apps/v1", kind="StatefulSet")
+    sts = statefulsets.get(name="stack", namespace=NS)
+    assert sts.status.readyReplicas == 2
+    patched = statefulsets.patch(
+        name="stack",
+        namespace=NS,
+        body={"spec": {"template": {"metadata": {"annotations": {"ansible": "yes"}}}}},
+        content_type="application/strategic-merge-patch+json",
+    )
+    assert patched.metadata.generation == sts.metadata.generation + 1
+    pods = dynamic.resources.get(api_version="v1", kind="Pod")
+    assert [p.metadata.name for p in pods.get(namespace=NS, label_selector="name=stack").items] == [
+        "stack-0",
+        "stack-1",
+    ]
