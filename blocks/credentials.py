@@ -99,9 +99,10 @@ class ImageRegistry(Block):
         """A new ``RegistryClient``."""
         from clients.registry import RegistryClient
 
+        anonymous = self.password is None
         return RegistryClient(
             self.url,
-            username=self.username,
+            username=None if anonymous else self.username,
             password=self.password,
             verify=_verify(self.verify_tls, self.ca_bundle),
             timeout=_timeout(self.timeout_seconds),
@@ -129,8 +130,10 @@ class KubernetesCluster(Block):
         if self.in_cluster:
             return RolloutClient.in_cluster(request_timeout=self.request_timeout_seconds)
         if self.kubeconfig is not None:
-            return RolloutClient.from_kubeconfig_text(
-                self.kubeconfig.get_secret_value(),
+            import yaml
+
+            return RolloutClient.from_kubeconfig_dict(
+                yaml.safe_load(self.kubeconfig.get_secret_value()),
                 context=self.context,
                 request_timeout=self.request_timeout_seconds,
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -299,6 +300,38 @@ class AwxClient:
         jobs = [job if job.extra_vars is not None else self.job(job.id) for job in jobs]
         return [job for job in jobs if job.matches(extra_vars)]
 
+    def wait_for_job(
+        self,
+        template: JobTemplate | int,
+        *,
+        since: datetime,
+        deadline_seconds: float,
+        extra_vars: Mapping[str, Any] | None = None,
+        poll: Poll | None = None,
+    ) -> Job:
+        """Wait for a job of ``template`` created after ``since`` (with ``extra_vars``, when given) that something
+        else launched (the stack build's trigger), and return the first one created.
+
+        Raises:
+            DeadlineExceeded: no such job appeared before the deadline.
+        """
+        deadline = Deadline(deadline_seconds)
+        poll = poll or Poll(initial=1.0, factor=1.5, cap=10.0)
+        while True:
+            jobs = self.jobs_since(template, since, extra_vars)
+            if jobs:
+                return jobs[-1]
+            if deadline.expired:
+                template_id = template.id if isinstance(template, JobTemplate) else template
+                url = self._http.url(self._api(f"job_templates/{template_id}/jobs/"))
+                wanted = f" with {dict(extra_vars)}" if extra_vars else ""
+                raise DeadlineExceeded(
+                    f"no AWX job of template {template_id}{wanted} was launched after {since.isoformat()} within "
+                    f"{deadline_seconds:.0f} s ({url})",
+                    url=url,
+                )
+            deadline.sleep(poll.next())
+
     def follow(
         self,
         job: Job | int,
@@ -309,8 +342,11 @@ class AwxClient:
         poll: Poll | None = None,
         output_wait_seconds: float = 10.0,
         tail_lines: int = 30,
+        stop: threading.Event | None = None,
     ) -> Job:
         """Follow a job until it finishes, calling ``on_status`` on each status change (and once at the start).
+
+        When ``stop`` is set (e.g. another stage of the deployment failed) it returns the job as it is, unfinished.
 
         Args:
             job: the job or its id.
@@ -320,9 +356,10 @@ class AwxClient:
             poll: the adaptive poll (default 0.5 s growing to 5 s; fast again after each change).
             output_wait_seconds: how long to wait for ``event_processing_finished`` before reading the output.
             tail_lines: how many output lines a ``JobFailed`` carries.
+            stop: an event that ends the wait early.
 
         Returns:
-            The job, ``successful``.
+            The job, ``successful`` (or unfinished, when ``stop`` was set).
 
         Raises:
             JobFailed: it ended failed, error or canceled (status, explanation, URL and the output's tail).
@@ -343,6 +380,8 @@ class AwxClient:
                 next_line = self._stream(current, next_line, on_output)
             if current.status.finished:
                 break
+            if stop is not None and stop.is_set():
+                return current
             if deadline.expired:
                 raise DeadlineExceeded(
                     f"AWX job {current.id} ({current.name}) was still {current.status} after "
@@ -350,7 +389,7 @@ class AwxClient:
                     url=current.ui_url,
                     last_status=str(current.status),
                 )
-            deadline.sleep(poll.next())
+            deadline.sleep(poll.next(), stop)
             current = self.job(current.id)
         if on_output is not None or not current.status.succeeded:
             current = self._await_events(current, output_wait_seconds)

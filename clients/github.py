@@ -272,13 +272,25 @@ class GitHubClient:
         self,
         repo: str,
         workflow: str | int | Workflow,
-        head_sha: str,
+        head_sha: str | None,
         *,
         event: str | None = None,
         branch: str | None = None,
+        created_after: datetime | None = None,
     ) -> WorkflowRun | None:
-        """The newest run of ``workflow`` for commit ``head_sha`` (optionally of one event and branch), or None."""
-        found = list(self.runs(repo, workflow, head_sha=head_sha, event=event, branch=branch))
+        """The newest run of ``workflow`` for commit ``head_sha`` (optionally of one event and branch, and created
+        at or after ``created_after``), or None. Without a sha, ``created_after`` is required: it finds the run
+        that something else started, e.g. the stack build dispatched by the frontend build."""
+        if head_sha is None and created_after is None:
+            raise ValueError("find_run needs a head_sha or created_after")
+        created = None
+        if created_after is not None:
+            created = ">=" + created_after.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        found = [
+            run
+            for run in self.runs(repo, workflow, head_sha=head_sha, event=event, branch=branch, created=created)
+            if created_after is None or run.created_at is None or run.created_at >= created_after
+        ]
         if not found:
             return None
         return max(found, key=lambda run: (run.created_at or datetime.min.replace(tzinfo=UTC), run.id))
@@ -287,14 +299,16 @@ class GitHubClient:
         self,
         repo: str,
         workflow: str | int | Workflow,
-        head_sha: str,
+        head_sha: str | None,
         *,
         deadline_seconds: float,
         event: str | None = None,
         branch: str | None = None,
+        created_after: datetime | None = None,
         poll: Poll | None = None,
     ) -> WorkflowRun:
-        """Poll until a run of ``workflow`` for ``head_sha`` exists, and return it.
+        """Poll until a run of ``workflow`` for ``head_sha`` (or created after ``created_after``) exists, and
+        return it.
 
         Raises:
             DeadlineExceeded: none appeared before the deadline.
@@ -303,14 +317,15 @@ class GitHubClient:
         deadline = Deadline(deadline_seconds)
         poll = poll or Poll(initial=2.0, factor=1.5, cap=15.0)
         while True:
-            run = self.find_run(repo, wf, head_sha, event=event, branch=branch)
+            run = self.find_run(repo, wf, head_sha, event=event, branch=branch, created_after=created_after)
             if run is not None:
                 return run
             if deadline.expired:
                 name = wf.name if isinstance(wf, Workflow) else str(workflow)
                 url = self._http.url(f"/repos/{repo}/actions/workflows/{self._workflow_key(repo, wf)}/runs")
+                which = f"commit {head_sha[:12]}" if head_sha else f"a run created since {created_after}"
                 raise DeadlineExceeded(
-                    f"no run of workflow {name!r} of {repo} for commit {head_sha[:12]} appeared within "
+                    f"no run of workflow {name!r} of {repo} for {which} appeared within "
                     f"{deadline_seconds:.0f} s ({url})",
                     url=url,
                 )

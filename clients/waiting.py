@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -22,9 +23,13 @@ class Deadline:
     def expired(self) -> bool:
         return time.monotonic() >= self._end
 
-    def sleep(self, seconds: float) -> None:
-        """Sleep ``seconds``, or until the deadline if that comes first."""
-        time.sleep(max(0.0, min(seconds, self.remaining())))
+    def sleep(self, seconds: float, stop: threading.Event | None = None) -> None:
+        """Sleep ``seconds``, or until the deadline if that comes first (or until ``stop`` is set)."""
+        wait = max(0.0, min(seconds, self.remaining()))
+        if stop is not None:
+            stop.wait(wait)
+        else:
+            time.sleep(wait)
 
 
 @dataclass

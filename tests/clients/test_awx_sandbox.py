@@ -4,6 +4,7 @@ attempts counted from the emulator's request log."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,7 +13,15 @@ from typing import Any
 import pytest
 
 from clients.awx import AwxClient, JobStatus
-from clients.errors import AmbiguousName, ApiError, JobFailed, LaunchRejected, NotFound, RateLimited
+from clients.errors import (
+    AmbiguousName,
+    ApiError,
+    DeadlineExceeded,
+    JobFailed,
+    LaunchRejected,
+    NotFound,
+    RateLimited,
+)
 from clients.http import RetryPolicy
 from clients.waiting import Poll
 from sandbox.runtime import Sandbox
@@ -202,3 +211,30 @@ def test_reads_retry_through_5xx_and_429_with_bounded_attempts(
     assert [r.status for r in served(sb, "POST", "/launch/", at_least=FAST.attempts)] == [
         429
     ] * FAST.attempts  # 429 is safe to repeat
+
+
+def test_wait_for_job_finds_a_job_that_something_else_launched(make_sandbox, awx_of):
+    sb = make_sandbox(speed=600, faults={"awx_jobs": [{"template": STAGING_VC, "outcome": "pending"}]})
+    awx = awx_of(sb)
+    template = awx.find_template(STAGING_VC)
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    other = client(sb)  # "the stack build's trigger": another client launches
+    launched = other.launch(template, TAG)
+    other.close()
+    found = awx.wait_for_job(template, since=since, extra_vars=TAG, deadline_seconds=5, poll=fast_poll())
+    assert found.id == launched.id
+    with pytest.raises(DeadlineExceeded, match="no AWX job of template"):
+        awx.wait_for_job(
+            template, since=datetime.now(UTC) + timedelta(seconds=30), deadline_seconds=0.3, poll=fast_poll()
+        )
+
+
+def test_follow_returns_early_when_told_to_stop(make_sandbox, awx_of):
+    sb = make_sandbox(speed=600, faults={"awx_jobs": [{"template": STAGING_VC, "outcome": "pending"}]})
+    awx = awx_of(sb)
+    job = awx.launch(awx.find_template(STAGING_VC), TAG)
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    # the pending fault holds the job forever: only the stop ends the wait (the deadline would raise instead)
+    current = awx.follow(job, 600, poll=Poll(initial=5, cap=5), stop=stop)
+    assert current.status is JobStatus.PENDING

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -206,3 +207,37 @@ def test_injected_faults_are_retried_with_bounded_attempts(
     with pytest.raises(ApiError, match=r"answered 500.*not dispatching again"):
         github.dispatch(STACK, "build-main.yaml", "master", INPUTS, poll=fast_poll())
     assert [r.status for r in served(sb, "POST", "/dispatches", at_least=1)] == [500]  # a POST is not repeated
+
+
+def test_wait_for_a_run_that_something_else_started(
+    make_sandbox: Callable[..., Sandbox], github_of: Callable[[Sandbox], GitHubClient]
+) -> None:
+    """Observe mode: the frontend build dispatches the stack build; we find it by time, not by sha."""
+    loaded = load_scenario("fragalysis")
+    loaded.github.trigger_awx = False  # the frontend build chains to the stack build, and no further
+    sb = make_sandbox(loaded, speed=SPEED)
+    github = github_of(sb)
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    old = github.dispatch(STACK, "build main", "master", INPUTS, poll=fast_poll())
+    github.follow_run(old, 60, poll=fast_poll())
+    sha = sb.push("xchem/fragalysis-frontend", "staging")
+    frontend = github.wait_for_run("xchem/fragalysis-frontend", "build-staging.yaml", sha, deadline_seconds=30)
+    frontend = github.follow_run(frontend, 60, poll=fast_poll())
+    assert frontend.updated_at is not None
+    after = frontend.updated_at - timedelta(seconds=1)
+    chained = github.wait_for_run(
+        STACK,
+        "build main",
+        None,
+        created_after=after,
+        event="workflow_dispatch",
+        deadline_seconds=30,
+        poll=fast_poll(),
+    )
+    assert chained.id != old.id
+    assert chained.created_at is not None
+    assert chained.created_at >= after
+    # without a bound in time, the earlier dispatch of the same commit would match too
+    assert github.find_run(STACK, "build main", None, created_after=before, event="workflow_dispatch") is not None
+    with pytest.raises(ValueError, match="head_sha or created_after"):
+        github.find_run(STACK, "build main", None)
