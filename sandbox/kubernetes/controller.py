@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 from sandbox.kubernetes import objects
 from sandbox.kubernetes.kubelet import Kubelet
 from sandbox.kubernetes.objects import REVISION_LABEL, Obj, is_running_and_ready, is_terminating
 from sandbox.kubernetes.store import Change, Store
+
+log = logging.getLogger(__name__)
 
 
 class StatefulSetController:
@@ -42,7 +45,11 @@ class StatefulSetController:
             await self._wake.wait()
             self._wake.clear()
             for sts in self.store.list("statefulsets"):
-                self.reconcile(sts)
+                try:
+                    self.reconcile(sts)
+                except Exception:  # one odd object must not stop the controller for every other
+                    meta = sts.get("metadata", {})
+                    log.exception("reconciling statefulset %s/%s failed", meta.get("namespace"), meta.get("name"))
             self._collect_orphans()
             # let the writes of this pass (which wake us again) settle into one more pass
             await asyncio.sleep(0)

@@ -522,3 +522,13 @@ def test_dynamic_client_as_ansible_uses_it(api: client.ApiClient):
         "stack-0",
         "stack-1",
     ]
+
+
+def test_stopping_the_sandbox_ends_open_watches(cluster: Sandbox):
+    url = cluster.urls["kubernetes"] + f"/api/v1/namespaces/{NS}/pods"
+    with httpx.stream("GET", url, params={"watch": "true"}, timeout=httpx.Timeout(10)) as response:
+        lines = response.iter_lines()
+        assert json.loads(next(lines))["type"] == "ADDED"
+        cluster.stop()
+        rest = [json.loads(line) for line in lines if line]
+    assert all(event["type"] == "ADDED" for event in rest)
