@@ -11,8 +11,9 @@ import random
 import re
 from collections.abc import Callable
 
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox.requestlog import CONTROL_PREFIX
 from sandbox.scenario import HttpFaults
@@ -48,6 +49,11 @@ class FaultMiddleware:
         if faults.drop_rate and self.rng.random() < faults.drop_rate:
             await _drop(scope)
             return
+        if faults.lose_answer_rate and self.rng.random() < faults.lose_answer_rate:
+            # the service acts on the request, but its answer never arrives (a proxy reset, a timeout)
+            await self.app(scope, receive, _swallow)
+            await _drop(scope)
+            return
         if faults.fail_next > 0:
             faults.fail_next -= 1
             await self.respond(faults.error_status, "sandbox fault: injected error", {})(scope, receive, send)
@@ -62,6 +68,10 @@ class FaultMiddleware:
         await self.app(scope, receive, send)
 
 
+async def _swallow(message: Message) -> None:
+    """A ``send`` that loses every message."""
+
+
 class ExposeTransport:
     """Outermost middleware: keeps uvicorn's transport in the scope so that a fault can drop the connection.
 
@@ -74,7 +84,12 @@ class ExposeTransport:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope[_TRANSPORT] = getattr(getattr(send, "__self__", None), "transport", None)
-        await self.app(scope, receive, send)
+        try:
+            await self.app(scope, receive, send)
+        except ClientDisconnect:
+            # the client went away while we read its request (e.g. it timed out on a slow answer): nothing to
+            # answer, and nothing worth a traceback in the server log
+            return
 
 
 _TRANSPORT = "sandbox.transport"

@@ -215,6 +215,8 @@ class HttpFaults(_Model):
     rate_limit_rate: float = 0.0
     retry_after_seconds: int = 1
     drop_rate: float = 0.0
+    lose_answer_rate: float = 0.0
+    """The request is served (a launch creates its job) but the connection drops before the answer."""
     slow_rate: float = 0.0
     slow_seconds: float = 2.0
     """Real seconds (not scaled)."""

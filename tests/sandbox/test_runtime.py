@@ -57,3 +57,16 @@ def test_slow_answers(sandbox: Sandbox):
     sandbox.set_faults(github={"slow_rate": 1.0, "slow_seconds": 0.5})
     with pytest.raises(httpx.ReadTimeout):
         httpx.get(f"{sandbox.urls['github']}/anything", timeout=0.2)
+
+
+def test_a_lost_answer_still_acts(sandbox: Sandbox):
+    """The request reaches the service (an AWX launch creates its job) but the client never gets the answer."""
+    awx = sandbox.endpoints()["awx"]
+    headers = {"Authorization": f"Bearer {awx['token']}"}
+    api = f"{awx['url']}{awx['api_path']}"
+    template = httpx.get(f"{api}job_templates/", params={"name": "Staging Fragalysis Stack"}, headers=headers)
+    template_id = template.json()["results"][0]["id"]
+    sandbox.set_faults(awx={"lose_answer_rate": 1.0})
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.post(f"{api}job_templates/{template_id}/launch/", json={}, headers=headers)
+    assert [job["job_template"] for job in sandbox.call(sandbox.awx.jobs)] == [template_id]
