@@ -202,9 +202,10 @@ class RegistryApi:
             return _empty(202)
         manifest = self._negotiate(name, reference, accepted_types(request.headers.getlist("accept")))
         etag = f'"{manifest.digest}"'
-        headers = _headers(**{"Docker-Content-Digest": manifest.digest, "Etag": etag})
         if request.headers.get("if-none-match") in (etag, manifest.digest):
-            return Response(b"", status_code=304, headers=headers)
+            # distribution answers the ETag match before it sets any header of the manifest
+            return Response(b"", status_code=304, headers=_headers())
+        headers = _headers(**{"Docker-Content-Digest": manifest.digest, "Etag": etag})
         return Response(manifest.body, headers=headers, media_type=manifest.media_type)
 
     def _negotiate(self, name: str, reference: str, accepts: set[str]) -> Manifest:
@@ -248,16 +249,10 @@ class RegistryApi:
         if data is None:
             raise RegistryError.of("BLOB_UNKNOWN", digest)
         etag = f'"{digest}"'
-        headers = _headers(
-            **{
-                "Accept-Ranges": "bytes",
-                "Cache-Control": "max-age=31536000",
-                "Docker-Content-Digest": digest,
-                "Etag": etag,
-            }
-        )
+        headers = _headers(**{"Cache-Control": "max-age=31536000", "Docker-Content-Digest": digest, "Etag": etag})
         if request.headers.get("if-none-match") == etag:
             return Response(b"", status_code=304, headers=headers)
+        headers["Accept-Ranges"] = "bytes"
         span = _range(request.headers.get("range"), len(data))
         if span is not None:
             start, end = span

@@ -78,8 +78,11 @@ def parse_manifest(content_type: str, body: bytes) -> ParsedManifest:
         raise _invalid()
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except UnicodeDecodeError:
         raise _invalid() from None
+    except json.JSONDecodeError as error:
+        # distribution passes Go's *json.SyntaxError through: its only exported field is the offset
+        raise RegistryError.of("MANIFEST_INVALID", {"Offset": _go_syntax_offset(error)}) from None
     if not isinstance(data, dict):
         raise _invalid()
     declared = data.get("mediaType", "")
@@ -96,6 +99,21 @@ def parse_manifest(content_type: str, body: bytes) -> ParsedManifest:
     if media_type in INDEX_TYPES:
         return _parse_index(media_type, data, version)
     return _parse_image_manifest(media_type, data, version)
+
+
+def _go_syntax_offset(error: json.JSONDecodeError) -> int:
+    """Where Go's JSON scanner stops: the bytes read up to and including the offending one (Python reports
+    where the bad token starts; inside a literal such as ``null``, Go reads on while the prefix matches)."""
+    text, pos = error.doc, error.pos
+    if pos >= len(text):
+        return len(text)
+    for literal in ("true", "false", "null"):
+        if text[pos] == literal[0]:
+            matched = 1
+            while pos + matched < len(text) and matched < len(literal) and text[pos + matched] == literal[matched]:
+                matched += 1
+            return pos + matched + 1
+    return pos + 1
 
 
 def _parse_image_manifest(media_type: str, data: dict[str, Any], version: int) -> ParsedManifest:
