@@ -722,7 +722,18 @@ class RolloutFollower:
     def _is_done(self, state: RolloutState) -> bool:
         if not state.done:
             return False
+        if not self._pods_agree(state):
+            return False
         return self._change_seen(state.update_revision, state.observed_generation) or not self.require_change
+
+    @staticmethod
+    def _pods_agree(state: RolloutState) -> bool:
+        """The pod watch has caught up with the StatefulSet's status: the two streams arrive independently, so
+        the status can say "ready" before the pod's own Ready event (which carries the timings) is in."""
+        live = [pod for pod in state.pods if not pod.terminating]
+        ready = sum(1 for pod in live if pod.ready)
+        updated = sum(1 for pod in live if pod.updated)
+        return ready >= state.ready_replicas and updated >= state.updated_replicas
 
     def _timing(self, name: str, ordinal: int | None) -> dict[str, Any]:
         if name not in self._timings:
