@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ def _require_emulator(sandbox: Any) -> None:
 
 
 @pytest.fixture
-def cluster(make_sandbox: Callable[..., Any], tmp_path: Path) -> Callable[..., tuple[Any, RolloutClient]]:
+def cluster(make_sandbox: Callable[..., Any], tmp_path: Path) -> Iterator[Callable[..., tuple[Any, RolloutClient]]]:
     """``cluster(speed=...)``: a sandbox and a RolloutClient built from its kubeconfig file."""
     clients: list[RolloutClient] = []
 
@@ -56,7 +56,7 @@ def cluster(make_sandbox: Callable[..., Any], tmp_path: Path) -> Callable[..., t
         clients.append(client)
         return sandbox, client
 
-    yield start  # type: ignore[misc]
+    yield start
     for client in clients:
         client.close()
 
