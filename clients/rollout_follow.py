@@ -420,9 +420,13 @@ class RolloutFollower:
                     ns, name, pod.name, pod.uid, pod.revision, None, pod.stuck_reason, pod.stuck_message or ""
                 )
             if now - since > self.stuck_grace:
+                seen = sorted(
+                    what.removeprefix("stuck:") for what in self._emitted[pod.uid] if what.startswith("stuck:")
+                )
                 raise RolloutStuck(
                     f"pod {ns}/{pod.name} of statefulset {ns}/{name} stuck for {now - since:.0f} s "
-                    f"(grace {self.stuck_grace:.0f} s): {pod.stuck_reason}: {pod.stuck_message}"
+                    f"(grace {self.stuck_grace:.0f} s): {pod.stuck_reason}: {pod.stuck_message} "
+                    f"(reasons seen: {', '.join(seen)})"
                 )
 
     def _change_seen(self, update_revision: str | None, observed_generation: int) -> bool:

@@ -139,7 +139,7 @@ def test_crash_looping_pod_is_stuck(cluster: Callable[..., tuple[Any, RolloutCli
         client.wait(snapshot, timeout=60, stuck_grace=1.0, on_event=events.append)
     message = str(caught.value)
     assert f"{NAMESPACE}/stack-1" in message
-    assert any(reason in message for reason in ("CrashLoopBackOff", "Restarting", "OOMKilled"))
+    assert "CrashLoopBackOff" in message
     stuck = [e for e in events if isinstance(e, PodStuck)]
     assert stuck
     assert stuck[0].pod == "stack-1"
