@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -265,6 +266,7 @@ class RolloutClient:
         expected_digest: str | None = None,
         container: str | None = None,
         require_change: bool = True,
+        stop: threading.Event | None = None,
     ) -> RolloutFollower:
         """A ``RolloutFollower``: iterate it for progress events until ``RolloutDone``.
 
@@ -276,6 +278,7 @@ class RolloutClient:
             container: check only this container's ``imageID`` (None: every container).
             require_change: wait for the change itself (a new generation observed, or a new updateRevision);
                 False accepts a StatefulSet that is already rolled out.
+            stop: an event that ends the iteration early, without ``RolloutDone`` (e.g. another stage failed).
         """
         return RolloutFollower(
             self,
@@ -285,6 +288,7 @@ class RolloutClient:
             expected_digest=expected_digest,
             container=container,
             require_change=require_change,
+            stop=stop,
         )
 
     def wait(

@@ -183,7 +183,7 @@ class _Source(threading.Thread):
 
 
 class RolloutFollower:
-    """Iterate for progress events; ends after ``RolloutDone`` or raises.
+    """Iterate for progress events; ends after ``RolloutDone``, or early without it when ``stop`` is set, or raises.
 
     Raises (while iterating):
         DeadlineExceeded: not done within the timeout (names namespace/statefulset and the state).
@@ -202,8 +202,10 @@ class RolloutFollower:
         expected_digest: str | None,
         container: str | None,
         require_change: bool,
+        stop: threading.Event | None = None,
     ) -> None:
         self.client = client
+        self.stop = stop
         self.snapshot = snapshot
         self.timeout = timeout
         self.stuck_grace = stuck_grace
@@ -278,6 +280,8 @@ class RolloutFollower:
         self.start()
         try:
             while True:
+                if self.stop is not None and self.stop.is_set():
+                    return  # told to stop (another stage failed): the report so far stays readable
                 if deadline.expired:
                     raise self._deadline_error()
                 try:

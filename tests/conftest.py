@@ -23,6 +23,10 @@ def make_sandbox() -> Iterator[SandboxFactory]:
 
     ``make_sandbox(scenario="fragalysis", speed=60, faults={...}, **scenario_changes)``: ``scenario_changes``
     replace top-level scenario sections (``github=...``) after loading; ``faults`` merges into the faults.
+
+    The Kubernetes emulator refuses requests without a token here (``anonymous_kubernetes=False``), so that a
+    client which forgets its credentials fails; kubectl, which sends no token to a plain-http server, needs
+    ``anonymous_kubernetes=True``.
     """
     started: list[Sandbox] = []
 

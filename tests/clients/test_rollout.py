@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from clients.errors import ApiError, DeadlineExceeded, ImageMismatch, NotFound, RolloutStuck
@@ -29,20 +29,6 @@ NAMESPACE = "staging-stack"
 NAME = "stack"
 
 
-def _require_emulator(sandbox: Any) -> None:
-    endpoints = sandbox.endpoints()
-    url, token = endpoints["kubernetes"]["url"], endpoints["kubernetes"]["token"]
-    with httpx.Client(timeout=5.0) as http:
-        answer = http.get(
-            f"{url}/apis/apps/v1/namespaces/{NAMESPACE}/statefulsets/{NAME}",
-            headers={"Authorization": f"Bearer {token}"},
-        )
-    if answer.status_code != 200:
-        pytest.skip(
-            f"the Kubernetes emulator (sandbox/kubernetes) does not serve StatefulSets yet ({answer.status_code})"
-        )
-
-
 @pytest.fixture
 def cluster(make_sandbox: Callable[..., Any], tmp_path: Path) -> Iterator[Callable[..., tuple[Any, RolloutClient]]]:
     """``cluster(speed=...)``: a sandbox and a RolloutClient built from its kubeconfig file."""
@@ -50,7 +36,6 @@ def cluster(make_sandbox: Callable[..., Any], tmp_path: Path) -> Iterator[Callab
 
     def start(speed: float = 1000.0, **faults: Any) -> tuple[Any, RolloutClient]:
         sandbox = make_sandbox(speed=speed, faults=faults or None)
-        _require_emulator(sandbox)
         kubeconfig, _ = sandbox.write_state(tmp_path)
         client = RolloutClient.from_kubeconfig(kubeconfig, context="sandbox", request_timeout=10.0, watch_seconds=5)
         clients.append(client)
@@ -263,3 +248,20 @@ def test_client_from_a_kubeconfig_dict(cluster: Callable[..., tuple[Any, Rollout
         assert client.server == sandbox.urls["kubernetes"]
         assert client.statefulset(NAMESPACE, NAME)["spec"]["selector"] == {"matchLabels": {"name": "stack"}}
         assert sandbox.scenario.kubernetes.token not in repr(client)
+
+
+def test_follow_ends_early_when_told_to_stop(cluster: Callable[..., tuple[Any, RolloutClient]]) -> None:
+    """Another stage failed: the watch stops without RolloutDone, and what it saw so far stays readable."""
+    sandbox, client = cluster(speed=1000, crashloop=[{"namespace": NAMESPACE, "statefulset": NAME}])
+    snapshot = client.snapshot(NAMESPACE, NAME)
+    client.restart(NAMESPACE, NAME)
+    stop = threading.Event()
+    seen = []
+    with client.follow(snapshot, timeout=600, stuck_grace=600, stop=stop) as follower:
+        for event in follower:
+            seen.append(event)
+            if isinstance(event, PodStuck):
+                stop.set()
+    assert not [event for event in seen if isinstance(event, RolloutDone)]
+    assert any(isinstance(event, PodStuck) for event in seen)
+    assert [pod.name for pod in follower.report.pods] == ["stack-1"]

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 
 from sandbox.runtime import Sandbox
 from sandbox.scenario import AwxScenario, JobTemplate, KubernetesScenario, Namespace, load_scenario
@@ -395,15 +394,8 @@ def kube(sb: Sandbox) -> httpx.Client:
     return httpx.Client(base_url=sb.urls["kubernetes"], headers={"Authorization": f"Bearer {token}"}, timeout=10)
 
 
-def require_kubernetes(sb: Sandbox) -> None:
-    with kube(sb) as client:
-        if client.get("/apis/apps/v1/namespaces/staging-stack/statefulsets").status_code == 404:
-            pytest.skip("the Kubernetes emulator does not serve StatefulSets yet")
-
-
 def test_version_change_rolls_the_statefulset_out(make_sandbox):
     sb = make_sandbox(speed=600)
-    require_kubernetes(sb)
     with kube(sb) as k8s:
         before = k8s.get("/apis/apps/v1/namespaces/staging-stack/statefulsets/stack").json()
     with api(sb) as client:
@@ -436,8 +428,6 @@ def test_deploy_creates_a_missing_statefulset(make_sandbox):
     )
     sb = make_sandbox(loaded, speed=600, kubernetes=kubernetes)
     with kube(sb) as k8s:
-        if k8s.get("/apis/apps/v1/namespaces/production-stack/statefulsets").status_code == 404:
-            pytest.skip("the Kubernetes emulator does not serve StatefulSets yet")
         assert k8s.get("/apis/apps/v1/namespaces/staging-stack/statefulsets/stack").status_code == 404
     with api(sb) as client:
         deploy = client.get("job_templates/", params={"name": "Staging Fragalysis Stack"}).json()["results"][0]
@@ -461,7 +451,6 @@ def test_a_job_past_its_timeout_fails(make_sandbox):
     loaded = load_scenario("fragalysis")
     hurried = [t.model_copy(update={"timeout_seconds": 60}) for t in loaded.awx.templates]
     sb = make_sandbox(loaded, speed=600, awx=loaded.awx.model_copy(update={"templates": hurried}))
-    require_kubernetes(sb)
     with api(sb) as client:
         job_id = launch(client, 1, extra_vars={"stack_image_tag": "stable"}).json()["job"]
         job = wait_job(client, job_id)

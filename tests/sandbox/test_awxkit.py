@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
 from sandbox.runtime import Sandbox
@@ -47,16 +46,8 @@ def final_json(stdout: str) -> dict[str, object]:
     return json.loads(stdout[stdout.index("\n{") :])
 
 
-def require_kubernetes(sb: Sandbox) -> None:
-    token = sb.scenario.kubernetes.token
-    url = f"{sb.urls['kubernetes']}/apis/apps/v1/namespaces/staging-stack/statefulsets/stack"
-    if httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10).status_code != 200:
-        pytest.skip("the Kubernetes emulator does not serve StatefulSets yet")
-
-
 def test_launch_monitor_succeeds(make_sandbox):
     sb = make_sandbox(speed=600)
-    require_kubernetes(sb)
     result = launch_and_monitor(sb)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PLAY RECAP" in result.stdout

@@ -49,7 +49,7 @@ class Kubectl:
 @pytest.fixture
 def cluster(make_sandbox: SandboxFactory, tmp_path: Path) -> tuple[Sandbox, Kubectl]:
     binary = _kubectl()
-    sandbox = make_sandbox(speed=1200)
+    sandbox = make_sandbox(speed=1200, anonymous_kubernetes=True)
     kubeconfig, _ = sandbox.write_state(tmp_path)
     return sandbox, Kubectl(binary, kubeconfig)
 
@@ -150,7 +150,7 @@ def test_terminating_and_crash_looping_pods_in_kubectl_get(make_sandbox: Sandbox
     binary = _kubectl()
     scenario = load_scenario("fragalysis")
     scenario.kubernetes.pod_timings.terminate_seconds = 1e6  # stays Terminating for the whole test
-    sandbox = make_sandbox(scenario, speed=1200)
+    sandbox = make_sandbox(scenario, speed=1200, anonymous_kubernetes=True)
     kubectl = Kubectl(binary, sandbox.write_state(tmp_path)[0])
     kubectl("delete", "pod", "stack-1", "-n", "staging-stack", "--wait=false", "--grace-period=100000")
     rows = {line.split()[0]: line.split() for line in kubectl("get", "pods", "-n", "staging-stack").stdout.splitlines()}

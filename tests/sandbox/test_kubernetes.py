@@ -24,7 +24,8 @@ SPEED = 1200
 
 @pytest.fixture
 def cluster(make_sandbox: SandboxFactory) -> Sandbox:
-    return make_sandbox(speed=SPEED)
+    # anonymous access on, as the default scenario has it for kubectl (which sends no token over plain http)
+    return make_sandbox(speed=SPEED, anonymous_kubernetes=True)
 
 
 @pytest.fixture
@@ -123,6 +124,7 @@ def test_wrong_token_is_401_even_with_anonymous_access(cluster: Sandbox):
     response = httpx.get(cluster.urls["kubernetes"] + "/api/v1/namespaces", headers={"authorization": "Bearer nope"})
     assert response.status_code == 401
     assert response.json()["reason"] == "Unauthorized"
+    assert httpx.get(cluster.urls["kubernetes"] + "/api/v1/namespaces").status_code == 200
 
 
 def test_missing_statefulset_is_404_status(api: client.ApiClient):
