@@ -252,7 +252,7 @@ def test_client_from_a_kubeconfig_dict(cluster: Callable[..., tuple[Any, Rollout
 
 def test_follow_ends_early_when_told_to_stop(cluster: Callable[..., tuple[Any, RolloutClient]]) -> None:
     """Another stage failed: the watch stops without RolloutDone, and what it saw so far stays readable."""
-    sandbox, client = cluster(speed=1000, crashloop=[{"namespace": NAMESPACE, "statefulset": NAME}])
+    _sandbox, client = cluster(speed=1000, crashloop=[{"namespace": NAMESPACE, "statefulset": NAME}])
     snapshot = client.snapshot(NAMESPACE, NAME)
     client.restart(NAMESPACE, NAME)
     stop = threading.Event()

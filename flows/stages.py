@@ -1,0 +1,426 @@
+"""The deployment stages as Prefect tasks (ARCHITECTURE.md "Stages").
+
+Each task returns its typed result and the ``StageTiming`` measured from the services' own timestamps; on failure
+it raises ``StageFailed`` naming the stage, the remote object and its URL, carrying what it measured so far.
+Every task that deploys uses ``NO_CACHE``: a repeat with the same inputs must run again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+from uuid import UUID
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+
+from blocks import Budgets, Mode, SourceRepository, StackTarget
+from clients.awx import Job
+from clients.errors import ClientError
+from clients.github_models import WorkflowRun
+from clients.rollout_events import (
+    PodEvent,
+    PodReady,
+    PodStuck,
+    PodTerminating,
+    RolloutDone,
+    RolloutEvent,
+    RolloutReport,
+    RolloutSnapshot,
+)
+from clients.waiting import Poll
+from flows.report import StageFailed
+from flows.services import Services
+from flows.timing import Outcome, StageTiming
+
+
+def poll_for(budget: float) -> Poll:
+    """A poll scaled to a stage's budget: about 1/200 of it at first, growing to about 1/40 (0.05 s to 10 s)."""
+    return Poll(initial=min(1.0, max(0.05, budget / 200)), factor=1.5, cap=min(10.0, max(0.2, budget / 40)))
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextmanager
+def stage(
+    name: str,
+    *,
+    budget: float,
+    link: Callable[[], str | None] = lambda: None,
+    started: Callable[[], datetime | None] = lambda: None,
+) -> Iterator[None]:
+    """Turn a client error inside a stage into ``StageFailed`` with a failed timing row."""
+    began = now()
+    try:
+        yield
+    except ClientError as error:
+        timing = StageTiming(name, started() or began, now(), budget, Outcome.FAILED, link())
+        raise StageFailed(name, str(error), [timing]) from error
+
+
+# ---------------------------------------------------------------- 1. the source build
+
+
+@task(name="wait for source build", task_run_name="wait for {source} build", cache_policy=NO_CACHE)
+def wait_for_source_build(
+    services: Services, source: str, repo: SourceRepository, sha: str, budgets: Budgets
+) -> tuple[WorkflowRun, StageTiming]:
+    """Find the source repository's build of ``sha`` and follow it to success."""
+    logger = get_run_logger()
+    name = "source build"
+    github = services.github
+    found: list[WorkflowRun] = []
+    with stage(
+        name,
+        budget=budgets.source_build,
+        link=lambda: found[-1].html_url if found else None,
+        started=lambda: found[-1].run_started_at if found else None,
+    ):
+        run = github.wait_for_run(
+            repo.repository,
+            repo.workflow,
+            sha,
+            event="push",
+            branch=repo.branch,
+            deadline_seconds=budgets.deadline("source_build"),
+            poll=poll_for(budgets.source_build),
+        )
+        found.append(run)
+        logger.info("Following %s: %s", run.describe(), run.html_url)
+        run = github.follow_run(
+            run,
+            budgets.deadline("source_build"),
+            poll=poll_for(budgets.source_build),
+            on_status=_track(found, logger),
+        )
+        found.append(run)
+    return run, _run_timing(name, run, budgets.source_build)
+
+
+# ---------------------------------------------------------------- 2. the stack build
+
+
+@task(name="build stack", task_run_name="build stack ({mode})", cache_policy=NO_CACHE)
+def build_stack(
+    services: Services,
+    target: StackTarget,
+    mode: Mode,
+    *,
+    stack_sha: str | None,
+    after: datetime | None,
+) -> tuple[WorkflowRun, StageTiming]:
+    """Orchestrate: dispatch the stack's ``build main`` and follow it. Observe: find the run the repositories'
+    own workflows started (after the source build, or the push run of a stack commit) and follow it."""
+    logger = get_run_logger()
+    name = "stack build"
+    budgets = target.budgets
+    github = services.github
+    found: list[WorkflowRun] = []
+    with stage(
+        name,
+        budget=budgets.stack_build,
+        link=lambda: found[-1].html_url if found else None,
+        started=lambda: found[-1].run_started_at if found else None,
+    ):
+        if stack_sha is not None:
+            # a stack commit is built by its own push run, whatever the mode
+            run = github.wait_for_run(
+                target.stack_repository,
+                target.stack_workflow,
+                stack_sha,
+                event="push",
+                deadline_seconds=budgets.deadline("stack_build"),
+                poll=poll_for(budgets.stack_build),
+            )
+        elif mode is Mode.ORCHESTRATE:
+            run = github.dispatch(
+                target.stack_repository,
+                target.stack_workflow,
+                target.stack_ref,
+                target.stack_inputs,
+                deadline_seconds=budgets.deadline("stack_build"),
+                poll=poll_for(budgets.stack_build),
+            )
+            logger.info("Dispatched %s on %s with %s", target.stack_workflow, target.stack_ref, target.stack_inputs)
+        else:
+            run = github.wait_for_run(
+                target.stack_repository,
+                target.stack_workflow,
+                None,
+                created_after=after or now(),
+                event="workflow_dispatch",
+                deadline_seconds=budgets.deadline("stack_build"),
+                poll=poll_for(budgets.stack_build),
+            )
+        found.append(run)
+        logger.info("Following %s: %s", run.describe(), run.html_url)
+        run = github.follow_run(
+            run,
+            budgets.deadline("stack_build"),
+            poll=poll_for(budgets.stack_build),
+            on_status=_track(found, logger),
+        )
+        found.append(run)
+    return run, _run_timing(name, run, budgets.stack_build)
+
+
+def _track(found: list[WorkflowRun], logger: Any) -> Callable[[WorkflowRun], None]:
+    def on_status(run: WorkflowRun) -> None:
+        found.append(run)
+        logger.info("%s: %s", run.name, run.describe())
+
+    return on_status
+
+
+def _run_timing(name: str, run: WorkflowRun, budget: float) -> StageTiming:
+    return StageTiming(name, run.run_started_at or run.created_at, run.updated_at, budget, Outcome.OK, run.html_url)
+
+
+# ---------------------------------------------------------------- 3. the image
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    image: str
+    digest: str
+    running_before: tuple[str, ...]
+    """The digests the pods ran before the deployment."""
+
+    @property
+    def is_new(self) -> bool:
+        return self.digest not in self.running_before
+
+
+@task(name="read stack image", task_run_name="read {target.image} digest", cache_policy=NO_CACHE)
+def read_stack_image(
+    services: Services, target: StackTarget, snapshot: RolloutSnapshot
+) -> tuple[ImageCheck, StageTiming]:
+    """Read the stack image's digest from the registry and compare it with what the pods run now."""
+    logger = get_run_logger()
+    name = "image"
+    began = now()
+    with stage(name, budget=target.budgets.image):
+        digest = services.registry.digest(target.image)
+    running = tuple(sorted({_digest_of(image_id) for pod in snapshot.pod_objects for image_id in _image_ids(pod)}))
+    check = ImageCheck(target.image, digest, running)
+    note = "" if check.is_new else "same digest as the running pods"
+    if check.is_new:
+        logger.info("%s is %s (the pods run %s)", target.image, digest, ", ".join(running) or "nothing yet")
+    else:
+        logger.warning(
+            "%s is %s, which the pods already run: the roll-out redeploys the same image", target.image, digest
+        )
+    return check, StageTiming(name, began, now(), target.budgets.image, Outcome.OK, note=note)
+
+
+def _image_ids(pod: dict[str, Any]) -> list[str]:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return [str(status["imageID"]) for status in statuses if status.get("imageID")]
+
+
+def _digest_of(image_id: str) -> str:
+    return image_id.rpartition("@")[2] if "@" in image_id else image_id
+
+
+# ---------------------------------------------------------------- 4. the AWX job
+
+
+@task(name="snapshot roll-out", task_run_name="snapshot {target.namespace}/{target.statefulset}", cache_policy=NO_CACHE)
+def snapshot_rollout(services: Services, target: StackTarget) -> RolloutSnapshot:
+    """The StatefulSet and its pods before the change, to tell the roll-out's new pods from the old."""
+    with stage("roll-out", budget=target.budgets.pod):
+        return services.cluster.snapshot(target.namespace, target.statefulset)
+
+
+@task(name="run AWX job", task_run_name="AWX: {target.job_template}", cache_policy=NO_CACHE)
+def run_awx_job(
+    services: Services, target: StackTarget, mode: Mode, *, since: datetime, abandon: threading.Event
+) -> tuple[Job, list[StageTiming]]:
+    """Orchestrate: launch the template with the image tag. Observe: find the job that the stack build launched.
+    Then follow it to the end, streaming its output into the flow's logs. When ``abandon`` is set (the roll-out
+    failed), stop following; a job we launched is canceled so that it does not hold the template."""
+    logger = get_run_logger()
+    budgets = target.budgets
+    awx = services.awx
+    extra_vars = {target.image_tag_var: target.image_tag}
+    jobs: list[Job] = []
+
+    def on_status(job: Job) -> None:
+        jobs.append(job)
+        logger.info("AWX job %s is %s", job.id, job.status.value)
+
+    def on_output(lines: list[str]) -> None:
+        for line in lines:
+            if line.strip():
+                logger.info("AWX | %s", line)
+
+    def timings(outcome: Outcome) -> list[StageTiming]:
+        job = jobs[-1] if jobs else None
+        if job is None:
+            return [StageTiming("AWX job", None, None, budgets.awx_job, outcome)]
+        start = StageTiming(
+            "AWX job start",
+            job.created,
+            job.started,
+            budgets.awx_start,
+            Outcome.OK if job.started else outcome,
+            job.ui_url,
+        )
+        if job.started is None:
+            return [start]
+        return [start, StageTiming("AWX job", job.started, job.finished or now(), budgets.awx_job, outcome, job.ui_url)]
+
+    try:
+        template = awx.find_template(target.job_template)
+        if mode is Mode.ORCHESTRATE:
+            job = awx.launch(template, extra_vars)
+            logger.info("Launched AWX job %s from %r with %s: %s", job.id, template.name, extra_vars, job.ui_url)
+        else:
+            job = awx.wait_for_job(
+                template,
+                since=since,
+                extra_vars=extra_vars,
+                deadline_seconds=budgets.deadline("awx_start"),
+                poll=poll_for(budgets.awx_start),
+            )
+            logger.info("Following AWX job %s that the stack build launched: %s", job.id, job.ui_url)
+        jobs.append(job)
+        job = awx.follow(
+            job,
+            budgets.deadline("awx_start") + budgets.deadline("awx_job"),
+            on_status=on_status,
+            on_output=on_output,
+            poll=poll_for(budgets.awx_start),
+            stop=abandon,
+        )
+        jobs.append(job)
+    except ClientError as error:
+        raise StageFailed("AWX job", str(error), timings(Outcome.FAILED)) from error
+    if abandon.is_set() and not job.status.finished:
+        reason = f"stopped following AWX job {job.id} ({job.ui_url}) because another stage failed"
+        if mode is Mode.ORCHESTRATE:
+            canceled = _cancel_quietly(services, job)
+            reason += "; canceled it" if canceled else "; it could not be canceled"
+        logger.warning(reason)
+        raise StageFailed("AWX job", reason, timings(Outcome.NOT_REACHED))
+    return job, timings(Outcome.OK)
+
+
+def _cancel_quietly(services: Services, job: Job) -> bool:
+    try:
+        return services.awx.cancel(job)
+    except ClientError as error:
+        get_run_logger().warning("Could not cancel AWX job %s: %s", job.id, error)
+        return False
+
+
+# ---------------------------------------------------------------- 5. the roll-out
+
+
+@task(name="watch roll-out", task_run_name="watch {target.namespace}/{target.statefulset}", cache_policy=NO_CACHE)
+def watch_rollout(
+    services: Services,
+    target: StackTarget,
+    snapshot: RolloutSnapshot,
+    expected_digest: str,
+    abandon: threading.Event,
+) -> tuple[RolloutReport, list[StageTiming]]:
+    """Follow the roll-out from the snapshot, pod by pod, updating a progress artifact as each pod is replaced."""
+    logger = get_run_logger()
+    budgets = target.budgets
+    replicas = int(snapshot.replicas or 0)
+    timeout = budgets.deadline("awx_start") + budgets.deadline("pod") * max(1, replicas)
+    progress = cast(
+        UUID,
+        create_progress_artifact(
+            progress=0.0, description=f"{target.environment}: roll-out of {target.namespace}/{target.statefulset}"
+        ),
+    )
+    ready: list[str] = []
+    follower = services.cluster.follow(
+        snapshot,
+        timeout=timeout,
+        stuck_grace=target.stuck_grace_seconds,
+        expected_digest=expected_digest,
+        container=None,
+        stop=abandon,
+    )
+    try:
+        for event in follower:
+            _log_event(logger, event)
+            if isinstance(event, PodReady) and event.pod not in ready and event.revision != snapshot.update_revision:
+                ready.append(event.pod)
+                update_progress_artifact(
+                    progress,
+                    min(100.0, 100.0 * len(ready) / max(1, replicas)),
+                    description=f"{target.environment}: {len(ready)}/{replicas} pods replaced ({event.pod} ready)",
+                )
+            if isinstance(event, RolloutDone):
+                update_progress_artifact(progress, 100.0, description=f"{target.environment}: roll-out done")
+                return event.report, pod_timings(event.report, budgets.pod, Outcome.OK)
+    except ClientError as error:
+        raise StageFailed("roll-out", str(error), pod_timings(follower.report, budgets.pod, Outcome.FAILED)) from error
+    raise StageFailed(
+        "roll-out", "the roll-out watch was abandoned", pod_timings(follower.report, budgets.pod, Outcome.NOT_REACHED)
+    )
+
+
+def _log_event(logger: Any, event: RolloutEvent) -> None:
+    if isinstance(event, PodStuck):
+        logger.warning(event.describe())
+    elif isinstance(event, PodEvent | RolloutDone) or not isinstance(event, PodTerminating):
+        logger.info(event.describe())
+
+
+def pod_timings(report: RolloutReport, budget: float, outcome: Outcome) -> list[StageTiming]:
+    """One row per replaced pod: old pod terminating -> new pod Ready, highest ordinal first as replaced."""
+    rows = []
+    for pod in sorted(report.pods, key=lambda p: p.terminating_at or p.created_at or now()):
+        done = pod.ready_at is not None
+        rows.append(
+            StageTiming(
+                f"pod {pod.name}",
+                pod.terminating_at or pod.created_at,
+                pod.ready_at,
+                budget,
+                Outcome.OK if done else outcome,
+                note="" if done else "not ready",
+            )
+        )
+    return rows
+
+
+# ---------------------------------------------------------------- 6. verification
+
+
+@task(name="verify pods", task_run_name="verify {target.namespace}/{target.statefulset}", cache_policy=NO_CACHE)
+def verify_pods(services: Services, target: StackTarget, digest: str) -> StageTiming:
+    """Every pod updated, ready, and running ``digest``."""
+    name = "verify"
+    began = now()
+    with stage(name, budget=target.budgets.verify):
+        state = services.cluster.state(target.namespace, target.statefulset)
+    problems = []
+    if not state.done:
+        problems.append(state.message)
+    for pod in state.pods:
+        if not pod.updated:
+            problems.append(f"pod {pod.name} is at revision {pod.revision}, not {state.update_revision}")
+        if not pod.ready:
+            problems.append(f"pod {pod.name} is not ready")
+        digests = {_digest_of(image_id) for image_id in pod.image_ids.values()}
+        if digest not in digests:
+            problems.append(f"pod {pod.name} runs {', '.join(sorted(digests)) or 'no image'}, not {digest}")
+    where = f"{services.cluster.server} {target.namespace}/{target.statefulset}"
+    if problems:
+        timing = StageTiming(name, began, now(), target.budgets.verify, Outcome.FAILED)
+        raise StageFailed(name, f"{where}: " + "; ".join(problems), [timing])
+    get_run_logger().info("Verified %s: %d pods updated, ready and running %s", where, len(state.pods), digest)
+    return StageTiming(name, began, now(), target.budgets.verify, Outcome.OK)

@@ -1,0 +1,48 @@
+"""The commit -> staging flow: a frontend or backend ``staging`` commit, or a stack ``master`` commit, carried to
+verified pods of the staging stack, every stage timed against the ~15-minute target in the Prefect UI.
+
+From Python::
+
+    from flows.staging import deploy_to_staging
+    report = deploy_to_staging(source="frontend", sha="1a2b3c4...")
+"""
+
+from __future__ import annotations
+
+from typing import Literal, cast
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from blocks import Mode, StackTarget
+from flows.pipeline import deploy_commit
+from flows.report import DeploymentReport
+
+Source = Literal["frontend", "backend", "stack"]
+
+
+def _run_name() -> str:
+    parameters = flow_run.parameters
+    sha = parameters.get("sha")
+    where = str(sha)[:7] if sha else "head"
+    return f"{parameters.get('target', 'staging')} <- {parameters.get('source', 'frontend')}@{where}"
+
+
+@flow(name="deploy-to-staging", flow_run_name=_run_name, persist_result=True)
+def deploy_to_staging(
+    source: Source = "frontend",
+    sha: str | None = None,
+    target: str = "staging",
+    mode: Mode | None = None,
+) -> DeploymentReport:
+    """Deploy a commit to staging.
+
+    Args:
+        source: the repository the commit is on: frontend or backend (branch ``staging``), or stack (``master``).
+        sha: the commit; empty: the branch's head.
+        target: the name of the ``StackTarget`` block to deploy to.
+        mode: override the target's mode: ``orchestrate`` (dispatch and launch) or ``observe`` (follow what the
+            repositories' own workflows do).
+    """
+    stack_target = cast(StackTarget, StackTarget.load(target))
+    return deploy_commit(stack_target, source=source, sha=sha, mode=mode)

@@ -1,0 +1,63 @@
+"""Fixtures for flow tests: the Prefect test server, a sandbox, and the blocks that point at it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from blocks import Budgets, Mode, StackTarget
+from deployments.sandbox_target import sandbox_target
+from sandbox.runtime import Sandbox
+from sandbox.scenario import Scenario, load_scenario
+
+SPEED = 200.0
+"""A staging redeploy (~15 min modelled) takes about 4.5 s."""
+
+
+def scenario(*, chained: bool = False) -> Scenario:
+    """Fragalysis; ``chained``: the repositories' own workflows dispatch the stack build and launch AWX (the
+    TRIGGER_DOWNSTREAM / TRIGGER_AWX secrets on), as observe mode expects; off for orchestrate mode."""
+    loaded = load_scenario("fragalysis")
+    loaded.github.trigger_downstream = chained
+    loaded.github.trigger_awx = chained
+    return loaded
+
+
+@pytest.fixture
+def deploy_target(prefect_server: None, tmp_path: Path) -> Callable[..., StackTarget]:
+    """Save a ``StackTarget`` (and its credentials blocks) for a running sandbox under a fresh name."""
+    counter = iter(range(1000))
+
+    def save(sb: Sandbox, *, mode: Mode = Mode.ORCHESTRATE, **changes: Any) -> StackTarget:
+        sb.write_state(tmp_path)
+        speed = sb.clock.speed
+        # waits stop at budget x factor: a generous factor keeps a loaded CI machine from tripping them
+        budgets = Budgets(wait_factor=6.0).scaled(speed)
+        target = sandbox_target(sb.endpoints(tmp_path.resolve()), mode=mode, budgets=budgets)
+        target = target.model_copy(update=changes)
+        name = f"staging-{next(counter)}-{tmp_path.name[-12:].lower().replace('_', '-')}"
+        target.save(name, overwrite=True)
+        target._block_document_name = name
+        return target
+
+    return save
+
+
+def target_name(target: StackTarget) -> str:
+    name = target._block_document_name
+    assert name is not None
+    return name
+
+
+def artifacts_of(flow_run_id: UUID) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
