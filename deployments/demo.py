@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args, server)
     finally:
+        _flush_to_server()
         server.stop()
 
 
@@ -85,7 +86,7 @@ def _run(args: argparse.Namespace, server: LocalPrefectServer) -> int:
             print()
             print(render_table(report.table.as_rows(), ["stage", "duration", "budget", "verdict"]))
             print()
-        print(f"Flow run {state.name}: {server.ui_url}/runs/flow-run/{flow_run_id}")
+        print(f"Flow run '{_run_name(flow_run_id)}' ended {state.name}: {server.ui_url}/runs/flow-run/{flow_run_id}")
         if not state.is_completed():
             print(f"The deployment failed: {state.message}")
         if args.no_wait:
@@ -106,6 +107,22 @@ def _report(state: Any) -> Any:
     except Exception:
         return None
     return result if isinstance(result, DeploymentReport) else getattr(result, "report", None)
+
+
+def _flush_to_server() -> None:
+    """Send the logs and events still queued in this process before the server goes away."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    EventsWorker.drain_all(timeout=10)
+
+
+def _run_name(flow_run_id: Any) -> str:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return str(client.read_flow_run(flow_run_id).name)
 
 
 def _wait_for_interrupt() -> None:

@@ -1,0 +1,121 @@
+"""Blocks under a Prefect test server: registration, save and load by type, masked secrets, working clients,
+and no secret in any repr, str, log line or exception."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from blocks import AwxServer, Budgets, GitHubAccount, ImageRegistry, KubernetesCluster, StackTarget
+from clients.errors import ClientError
+from deployments.sandbox_target import sandbox_target
+from sandbox.runtime import Sandbox
+
+pytestmark = pytest.mark.prefect
+
+CANARY = "canary-5ecret-7oken-do-not-leak"
+
+
+def test_register_blocks_module_with_the_prefect_cli(prefect_server: None):
+    from prefect.settings import PREFECT_API_URL
+
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("prefect")), "block", "register", "-m", "blocks"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={
+            "PATH": str(Path(sys.executable).parent),
+            "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "HOME": str(Path.home()),
+        },
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Successfully registered" in result.stdout
+
+
+def test_blocks_save_load_by_type_and_build_working_clients(prefect_server: None, sandbox: Sandbox, tmp_path):
+    sandbox.write_state(tmp_path)
+    target = sandbox_target(sandbox.endpoints(tmp_path.resolve()))
+    target.save("blocks-test", overwrite=True)
+
+    loaded = cast(StackTarget, StackTarget.load("blocks-test"))
+    assert loaded.namespace == "staging-stack"
+    assert loaded.budgets == Budgets().scaled(60.0)
+    assert isinstance(loaded.awx, AwxServer)
+    with loaded.awx.client() as awx:
+        assert awx.find_template(loaded.job_template).name == loaded.job_template
+    with loaded.github.client() as github:
+        assert len(github.branch_head("xchem/fragalysis-frontend", "staging")) == 40
+    with loaded.registry.client() as registry:
+        assert registry.digest(loaded.image) == sandbox.call(sandbox.registry.resolve, loaded.image)
+    cluster = loaded.cluster.client()
+    try:
+        assert cluster.state(loaded.namespace, loaded.statefulset).done
+    finally:
+        cluster.close()
+
+
+def test_secret_fields_are_masked_by_the_api(prefect_server: None):
+    from prefect.client.orchestration import get_client
+
+    GitHubAccount(token=SecretStr(CANARY), api_url="http://127.0.0.1:9").save("masked", overwrite=True)
+    with get_client(sync_client=True) as client:
+        document = client.read_block_document_by_name("masked", block_type_slug="github-account", include_secrets=False)
+    assert document.data["token"] != CANARY
+    assert CANARY not in str(document.data)
+    assert cast(GitHubAccount, GitHubAccount.load("masked")).token.get_secret_value() == CANARY
+
+
+def _blocks_with_canary(kubeconfig: str) -> list[Any]:
+    return [
+        AwxServer(url="http://127.0.0.1:9", token=SecretStr(CANARY)),
+        AwxServer(url="http://127.0.0.1:9", username="admin", password=SecretStr(CANARY)),
+        GitHubAccount(token=SecretStr(CANARY), api_url="http://127.0.0.1:9", webhook_secret=SecretStr(CANARY)),
+        ImageRegistry(url="http://127.0.0.1:9", username="bot", password=SecretStr(CANARY)),
+        KubernetesCluster(kubeconfig=SecretStr(kubeconfig)),
+    ]
+
+
+def test_a_canary_secret_never_leaks(caplog: pytest.LogCaptureFixture):
+    """Clients built from blocks, pointed at a closed port: every failure path is logged and raised, and the
+    secret is in none of the logs, exception texts, reprs or strs."""
+    caplog.set_level(logging.DEBUG)
+    kubeconfig = (
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'http://127.0.0.1:9'}}]\n"
+        f"users: [{{name: u, user: {{token: {CANARY}}}}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+    )
+    seen: list[str] = []
+    for block in _blocks_with_canary(kubeconfig):
+        seen += [repr(block), str(block), block.model_dump_json()]
+        client = block.client()
+        seen += [repr(client), str(client)]
+        try:
+            if isinstance(block, AwxServer):
+                client.find_template("Staging Fragalysis Stack (Version Change)")
+            elif isinstance(block, GitHubAccount):
+                client.branch_head("xchem/fragalysis-stack", "master")
+            elif isinstance(block, ImageRegistry):
+                client.digest("xchem/fragalysis-stack:latest")
+            else:
+                client.statefulset("staging-stack", "stack")
+        except (ClientError, httpx.HTTPError) as error:
+            seen += [str(error), repr(error)]
+        else:
+            pytest.fail(f"{type(client).__name__} reached a closed port")
+        finally:
+            client.close()
+    assert seen
+    for text in seen + [record.getMessage() for record in caplog.records]:
+        assert CANARY not in text
