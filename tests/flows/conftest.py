@@ -61,3 +61,23 @@ def artifacts_of(flow_run_id: UUID) -> list[Any]:
         return client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
         )
+
+
+def deployment_events(sha: str, *, wait: float = 10.0) -> list[Any]:
+    """The ``fragalysis.deployment.*`` events whose payload names ``sha`` (events reach the server in the
+    background: send what is queued, then read)."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.drain_all(timeout=10)
+    deadline = time.monotonic() + wait
+    while True:
+        with get_client(sync_client=True) as client:
+            page = client.read_events(EventFilter(event=EventNameFilter(prefix=["fragalysis.deployment."])), limit=50)
+        found = [event for event in page.events if event.payload.get("sha") == sha]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)

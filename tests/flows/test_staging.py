@@ -12,7 +12,7 @@ from blocks import Mode, StackTarget
 from flows.report import DeploymentReport
 from flows.staging import deploy_to_staging
 from sandbox.runtime import Sandbox
-from tests.flows.conftest import SPEED, artifacts_of, scenario, target_name
+from tests.flows.conftest import SPEED, artifacts_of, deployment_events, scenario, target_name
 
 pytestmark = pytest.mark.prefect
 
@@ -81,6 +81,11 @@ def test_a_commit_is_deployed_to_staging(make_sandbox: Callable[..., Sandbox], d
     assert stages == expected
     rows = {row["stage"]: row for row in table_of(state)}
     assert all(rows[s]["duration"] for s in expected), rows
+    (event,) = deployment_events(sha)
+    assert event.event == "fragalysis.deployment.succeeded"
+    assert event.resource.id == "fragalysis.stack.staging"
+    assert event.payload["total_seconds"] == pytest.approx(report.total.duration)
+    assert [stage["stage"] for stage in event.payload["stages"]] == expected
     assert "within budget" in rows["total (lead time)"]["verdict"] or "OVER" in rows["total (lead time)"]["verdict"]
 
 
@@ -142,3 +147,6 @@ def test_failures_name_their_stage_and_publish_the_table(
         assert any(name.startswith("pod ") for name in failed)
     else:
         assert stage in failed
+    (event,) = deployment_events(sha)
+    assert event.event == "fragalysis.deployment.failed"
+    assert event.payload["failed_stage"] == stage
