@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
+import subprocess
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from sandbox.runtime import FREE_PORTS, Sandbox
@@ -72,3 +78,58 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+REGISTRY_BINARY = "/usr/bin/docker-registry"
+REGISTRY_CONFIG = """\
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {root}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def docker_registry(tmp_path: Path) -> Iterator[str]:
+    """Debian's real ``docker-registry`` (distribution 2.8) on a free loopback port, filesystem storage in
+    ``tmp_path``, no auth; its URL. Skips with the reason when the package is absent (CI installs it)."""
+    if not Path(REGISTRY_BINARY).is_file():
+        pytest.skip(f"{REGISTRY_BINARY} is not installed (apt-get install docker-registry); CI installs it")
+    port = free_port()
+    config = tmp_path / "registry.yml"
+    config.write_text(REGISTRY_CONFIG.format(root=tmp_path / "registry-storage", port=port))
+    log = (tmp_path / "registry.log").open("wb")
+    process = subprocess.Popen([REGISTRY_BINARY, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/v2/", timeout=1).status_code == 200:
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"docker-registry did not start: {(tmp_path / 'registry.log').read_text()[-2000:]}")
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        log.close()

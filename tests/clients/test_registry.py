@@ -4,15 +4,10 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import logging
-import socket
-import subprocess
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -338,51 +333,6 @@ def test_emulator_retries_through_injected_faults(make_sandbox: Callable[..., An
 
 
 # ------------------------------------------------------------------ Debian's real docker-registry
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def docker_registry(tmp_path: Path) -> Iterator[str]:
-    """Debian's ``docker-registry`` (distribution 2.8) on a free port, filesystem storage, no auth."""
-    binary = Path("/usr/bin/docker-registry")
-    if not binary.exists():
-        pytest.skip("Debian's docker-registry is not installed (apt-get install docker-registry)")
-    port = _free_port()
-    config = tmp_path / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log:\n  level: error\n  accesslog:\n    disabled: true\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-    )
-    process = subprocess.Popen([str(binary), "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(timeout=2.0) as http:
-            for _ in range(100):
-                with contextlib.suppress(httpx.TransportError):
-                    if http.get(f"{url}/v2/").status_code == 200:
-                        break
-                if process.poll() is not None:
-                    pytest.fail(f"docker-registry exited: {process.stderr.read().decode() if process.stderr else ''}")
-                time.sleep(0.1)
-            else:
-                pytest.fail("docker-registry did not answer within 10 s")
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        if process.stderr:
-            process.stderr.close()
 
 
 def push_image(url: str, name: str, tag: str, payload: bytes) -> str:

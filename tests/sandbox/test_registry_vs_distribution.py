@@ -4,16 +4,11 @@ and error codes must agree."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
-import socket
-import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,7 +19,6 @@ from tests.conftest import SandboxFactory
 
 pytestmark = pytest.mark.docker_registry
 
-REGISTRY_BINARY = "/usr/bin/docker-registry"
 DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -50,62 +44,9 @@ COMPARED_HEADERS = (
     "accept-ranges",
 )
 
-CONFIG_YML = """\
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: {root}
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:{port}
-  secret: sandbox-comparison-secret
-"""
-
 
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def real_registry(tmp_path: Path) -> Iterator[str]:
-    """Debian's distribution 2.8 on a free loopback port, filesystem storage in ``tmp_path``, no auth."""
-    if not Path(REGISTRY_BINARY).is_file():
-        pytest.skip(f"{REGISTRY_BINARY} is not installed (apt-get install docker-registry); CI installs it")
-    port = free_port()
-    config = tmp_path / "config.yml"
-    config.write_text(CONFIG_YML.format(root=tmp_path / "storage", port=port))
-    log = (tmp_path / "registry.log").open("wb")
-    process = subprocess.Popen([REGISTRY_BINARY, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/v2/", timeout=1).status_code == 200:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"docker-registry did not start: {(tmp_path / 'registry.log').read_text()[-2000:]}")
-            time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        log.close()
 
 
 @pytest.fixture
@@ -319,8 +260,8 @@ def run(url: str, script: Callable[[Conversation], None]) -> list[tuple[str, dic
     return talk.records
 
 
-def test_same_conversation_same_answers(real_registry: str, emulator: str):
-    real = run(real_registry, converse)
+def test_same_conversation_same_answers(docker_registry: str, emulator: str):
+    real = run(docker_registry, converse)
     emulated = run(emulator, converse)
     assert [label for label, _ in emulated] == [label for label, _ in real]
     differences = [
