@@ -73,17 +73,13 @@ def wait_for_source_build(
     services: Services, source: str, repo: SourceRepository, sha: str, budgets: Budgets
 ) -> tuple[WorkflowRun, StageTiming]:
     """Find the source repository's build of ``sha`` and follow it to success."""
-    logger = get_run_logger()
-    name = "source build"
     github = services.github
-    found: list[WorkflowRun] = []
-    with stage(
-        name,
-        budget=budgets.source_build,
-        link=lambda: found[-1].html_url if found else None,
-        started=lambda: found[-1].run_started_at if found else None,
-    ):
-        run = github.wait_for_run(
+    return _follow_build(
+        "source build",
+        services,
+        budgets,
+        "source_build",
+        lambda: github.wait_for_run(
             repo.repository,
             repo.workflow,
             sha,
@@ -91,17 +87,8 @@ def wait_for_source_build(
             branch=repo.branch,
             deadline_seconds=budgets.deadline("source_build"),
             poll=poll_for(budgets.source_build),
-        )
-        found.append(run)
-        logger.info("Following %s: %s", run.describe(), run.html_url)
-        run = github.follow_run(
-            run,
-            budgets.deadline("source_build"),
-            poll=poll_for(budgets.source_build),
-            on_status=_track(found, logger),
-        )
-        found.append(run)
-    return run, _run_timing(name, run, budgets.source_build)
+        ),
+    )
 
 
 # ---------------------------------------------------------------- 2. the stack build
@@ -118,65 +105,61 @@ def build_stack(
 ) -> tuple[WorkflowRun, StageTiming]:
     """Orchestrate: dispatch the stack's ``build main`` and follow it. Observe: find the run the repositories'
     own workflows started (after the source build, or the push run of a stack commit) and follow it."""
-    logger = get_run_logger()
-    name = "stack build"
     budgets = target.budgets
     github = services.github
-    found: list[WorkflowRun] = []
-    with stage(
-        name,
-        budget=budgets.stack_build,
-        link=lambda: found[-1].html_url if found else None,
-        started=lambda: found[-1].run_started_at if found else None,
-    ):
+    common: dict[str, Any] = {
+        "deadline_seconds": budgets.deadline("stack_build"),
+        "poll": poll_for(budgets.stack_build),
+    }
+
+    def find() -> WorkflowRun:
         if stack_sha is not None:
             # a stack commit is built by its own push run, whatever the mode
-            run = github.wait_for_run(
-                target.stack_repository,
-                target.stack_workflow,
-                stack_sha,
-                event="push",
-                deadline_seconds=budgets.deadline("stack_build"),
-                poll=poll_for(budgets.stack_build),
+            return github.wait_for_run(
+                target.stack_repository, target.stack_workflow, stack_sha, event="push", **common
             )
-        elif mode is Mode.ORCHESTRATE:
-            run = github.dispatch(
-                target.stack_repository,
-                target.stack_workflow,
-                target.stack_ref,
-                target.stack_inputs,
-                deadline_seconds=budgets.deadline("stack_build"),
-                poll=poll_for(budgets.stack_build),
+        if mode is Mode.ORCHESTRATE:
+            get_run_logger().info(
+                "Dispatching %s on %s with %s", target.stack_workflow, target.stack_ref, target.stack_inputs
             )
-            logger.info("Dispatched %s on %s with %s", target.stack_workflow, target.stack_ref, target.stack_inputs)
-        else:
-            run = github.wait_for_run(
-                target.stack_repository,
-                target.stack_workflow,
-                None,
-                created_after=after or now(),
-                event="workflow_dispatch",
-                deadline_seconds=budgets.deadline("stack_build"),
-                poll=poll_for(budgets.stack_build),
+            return github.dispatch(
+                target.stack_repository, target.stack_workflow, target.stack_ref, target.stack_inputs, **common
             )
-        found.append(run)
-        logger.info("Following %s: %s", run.describe(), run.html_url)
-        run = github.follow_run(
-            run,
-            budgets.deadline("stack_build"),
-            poll=poll_for(budgets.stack_build),
-            on_status=_track(found, logger),
+        return github.wait_for_run(
+            target.stack_repository,
+            target.stack_workflow,
+            None,
+            created_after=after or now(),
+            event="workflow_dispatch",
+            **common,
         )
-        found.append(run)
-    return run, _run_timing(name, run, budgets.stack_build)
+
+    return _follow_build("stack build", services, budgets, "stack_build", find)
 
 
-def _track(found: list[WorkflowRun], logger: Any) -> Callable[[WorkflowRun], None]:
+def _follow_build(
+    name: str, services: Services, budgets: Budgets, budget: str, find: Callable[[], WorkflowRun]
+) -> tuple[WorkflowRun, StageTiming]:
+    """Find a build with ``find``, follow it to success, and time it from the run's own timestamps."""
+    logger = get_run_logger()
+    found: list[WorkflowRun] = []
+
     def on_status(run: WorkflowRun) -> None:
         found.append(run)
         logger.info("%s: %s", run.name, run.describe())
 
-    return on_status
+    seconds = float(getattr(budgets, budget))
+    with stage(
+        name,
+        budget=seconds,
+        link=lambda: found[-1].html_url if found else None,
+        started=lambda: found[-1].run_started_at if found else None,
+    ):
+        run = find()
+        found.append(run)
+        logger.info("Following %s: %s", run.describe(), run.html_url)
+        run = services.github.follow_run(run, budgets.deadline(budget), poll=poll_for(seconds), on_status=on_status)
+    return run, _run_timing(name, run, seconds)
 
 
 def _run_timing(name: str, run: WorkflowRun, budget: float) -> StageTiming:
