@@ -70,3 +70,17 @@ def test_a_lost_answer_still_acts(sandbox: Sandbox):
     with pytest.raises(httpx.RemoteProtocolError):
         httpx.post(f"{api}job_templates/{template_id}/launch/", json={}, headers=headers)
     assert [job["job_template"] for job in sandbox.call(sandbox.awx.jobs)] == [template_id]
+
+
+def test_developer_stacks_scenario(make_sandbox):
+    from sandbox.scenario import load_scenario
+
+    scenario = load_scenario("developers", developer_stacks={"count": 3})
+    sandbox = make_sandbox(scenario, speed=600)
+    namespaces = sandbox.call(sandbox.kubernetes.namespaces)
+    users = ["dev00", "dev01", "dev02"]
+    for user in users:
+        assert f"stack-{user}-default" in namespaces
+        assert sandbox.call(sandbox.kubernetes.statefulset, f"stack-{user}-default", "stack") is not None
+    names = [t["name"] for t in sandbox.call(sandbox.awx.template_list)]
+    assert names == [f"User ({user}) Developer Fragalysis Stack (Version Change)" for user in users]

@@ -1,0 +1,85 @@
+"""``python -m sandbox`` as a user runs it: state files once every emulator answers, the push and faults
+commands against the running process, and a clean stop on SIGTERM and Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start(state_dir: Path, *extra: str) -> subprocess.Popen[str]:
+    ports = [
+        arg
+        for service in ("github", "awx", "registry", "kubernetes")
+        for arg in (f"--{service}-port", str(free_port()))
+    ]
+    return subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "--speed", "600", "--state-dir", str(state_dir), *ports, *extra],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for_state(process: subprocess.Popen[str], state_dir: Path) -> dict:
+    deadline = time.monotonic() + 60
+    while not (state_dir / "endpoints.json").is_file():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the sandbox did not start: {process.communicate()[0]}")
+        time.sleep(0.1)
+    return json.loads((state_dir / "endpoints.json").read_text())
+
+
+def cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sandbox", *args, "--state-dir", str(state_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_serve_push_faults_and_stop(tmp_path: Path, stop_signal: signal.Signals):
+    process = start(tmp_path)
+    try:
+        endpoints = wait_for_state(process, tmp_path)
+        for service in ("github", "awx", "registry", "kubernetes"):
+            assert httpx.get(f"{endpoints[service]['url']}/_sandbox/health").json()["ok"]
+        assert (tmp_path / "kubeconfig").read_text().count(endpoints["kubernetes"]["url"]) == 1
+
+        pushed = cli(tmp_path, "push", "xchem/fragalysis-frontend", "staging", "--message", "from the CLI")
+        assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+        sha = json.loads(pushed.stdout)["sha"]
+        headers = {"Authorization": f"Bearer {endpoints['github']['token']}"}
+        branch = httpx.get(
+            f"{endpoints['github']['url']}/repos/xchem/fragalysis-frontend/branches/staging", headers=headers
+        )
+        assert branch.json()["commit"]["sha"] == sha
+        unknown = cli(tmp_path, "push", "xchem/nothing-here", "staging")
+        assert unknown.returncode == 1
+
+        changed = cli(tmp_path, "faults", "--set", "awx.error_rate=0.25")
+        assert json.loads(changed.stdout)["awx"]["error_rate"] == 0.25
+    finally:
+        process.send_signal(stop_signal)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert endpoints["github"]["token"] in output, "it prints the tokens a user needs"
+    assert "stopping the sandbox" in output
+    assert "Traceback" not in output
