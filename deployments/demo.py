@@ -96,6 +96,7 @@ def _run(args: argparse.Namespace, server: LocalPrefectServer) -> int:
             flush=True,
         )
         _wait_for_interrupt()
+        print("Stopping the sandbox and the Prefect server ...", flush=True)
     return 0 if state.is_completed() else 1
 
 

@@ -146,7 +146,8 @@ def _follow_build(
 
     def on_status(run: WorkflowRun) -> None:
         found.append(run)
-        logger.info("%s: %s", run.name, run.describe())
+        outcome = f" ({run.conclusion.value})" if run.conclusion else ""
+        logger.info("%s is %s%s", run.describe(), run.status.value, outcome)
 
     seconds = float(getattr(budgets, budget))
     with stage(
