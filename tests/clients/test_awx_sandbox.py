@@ -192,6 +192,19 @@ def test_dropped_launches_are_bounded(make_sandbox: Callable[..., Sandbox], awx_
     assert awx.jobs_since(template, datetime.now(UTC) - timedelta(minutes=5)) == []
 
 
+def test_a_lost_launch_answer_is_looked_up_not_launched_again(
+    make_sandbox: Callable[..., Sandbox], awx_of: Callable[..., AwxClient]
+) -> None:
+    """AWX creates the job but the answer never arrives: the client finds that job instead of doubling it."""
+    sb = make_sandbox(speed=600, faults={"awx": {"lose_answer_rate": 1.0, "paths": "/launch/$"}})
+    awx = awx_of(sb)
+    template = awx.find_template(STAGING_VC)
+    job = awx.launch(template, TAG)
+    assert len(served(sb, "POST", "/launch/", at_least=1)) == 1
+    assert [created["id"] for created in sb.call(sb.awx.jobs)] == [job.id]
+    assert job.matches(TAG)
+
+
 def test_reads_retry_through_5xx_and_429_with_bounded_attempts(
     make_sandbox: Callable[..., Sandbox], awx_of: Callable[..., AwxClient]
 ) -> None:

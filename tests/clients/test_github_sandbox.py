@@ -241,3 +241,15 @@ def test_wait_for_a_run_that_something_else_started(
     assert github.find_run(STACK, "build main", None, created_after=before, event="workflow_dispatch") is not None
     with pytest.raises(ValueError, match="head_sha or created_after"):
         github.find_run(STACK, "build main", None)
+
+
+def test_a_lost_dispatch_answer_is_looked_up_not_dispatched_again(
+    make_sandbox: Callable[..., Sandbox], github_of: Callable[[Sandbox], GitHubClient]
+) -> None:
+    """GitHub starts the run but the answer never arrives: the client finds that run instead of a second build."""
+    sb = make_sandbox(scenario(), speed=SPEED, faults={"github": {"lose_answer_rate": 1.0, "paths": "/dispatches$"}})
+    github = github_of(sb)
+    run = github.dispatch(STACK, "build main", "master", INPUTS, poll=fast_poll())
+    assert len(served(sb, "POST", "/dispatches", at_least=1)) == 1
+    runs = list(github.runs(STACK, "build main", event="workflow_dispatch"))
+    assert [found.id for found in runs] == [run.id]
