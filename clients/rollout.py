@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from clients.errors import ApiError
-from clients.http import RetryPolicy
+from clients.http import USER_AGENT, RetryPolicy
 from clients.rollout_events import RolloutEvent, RolloutReport, RolloutSnapshot, SnapshotPod
 from clients.rollout_follow import RolloutFollower, api_error
 from clients.rollout_state import RolloutState, rollout_state
@@ -85,6 +85,8 @@ class RolloutClient:
         retry: RetryPolicy | None = None,
     ) -> None:
         self.api_client = api_client
+        # the same User-Agent as our HTTP clients, so that a server's logs tell our requests apart
+        api_client.user_agent = USER_AGENT
         self.retry = retry or RetryPolicy()
         self.request_timeout = request_timeout
         self.watch_seconds = watch_seconds
