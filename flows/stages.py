@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks import Budgets, Mode, SourceRepository, StackTarget
 from clients.awx import Job
-from clients.errors import ClientError
+from clients.errors import ClientError, DeadlineExceeded
 from clients.github_models import WorkflowRun
 from clients.rollout_events import (
     PodEvent,
@@ -286,7 +286,11 @@ def run_awx_job(
         )
         jobs.append(job)
     except ClientError as error:
-        raise StageFailed("AWX job", str(error), timings(Outcome.FAILED)) from error
+        reason = str(error)
+        if isinstance(error, DeadlineExceeded) and mode is Mode.ORCHESTRATE and jobs and not jobs[-1].status.finished:
+            # a job we launched and gave up on must not deploy later, unwatched
+            reason += "; canceled it" if _cancel_quietly(services, jobs[-1]) else "; it could not be canceled"
+        raise StageFailed("AWX job", reason, timings(Outcome.FAILED)) from error
     if abandon.is_set() and not job.status.finished:
         reason = f"stopped following AWX job {job.id} ({job.ui_url}) because another stage failed"
         if mode is Mode.ORCHESTRATE:
@@ -320,7 +324,9 @@ def watch_rollout(
     logger = get_run_logger()
     budgets = target.budgets
     replicas = int(snapshot.replicas or 0)
-    timeout = budgets.deadline("awx_start") + budgets.deadline("pod") * max(1, replicas)
+    # the roll-out cannot start before the AWX job patches the StatefulSet: a job that never starts is the AWX
+    # stage's failure (it gives up first), not this one's
+    timeout = budgets.deadline("awx_start") + budgets.deadline("awx_job") + budgets.deadline("pod") * max(1, replicas)
     progress = cast(
         UUID,
         create_progress_artifact(

@@ -32,11 +32,11 @@ def deploy_target(prefect_server: None, tmp_path: Path) -> Callable[..., StackTa
     """Save a ``StackTarget`` (and its credentials blocks) for a running sandbox under a fresh name."""
     counter = iter(range(1000))
 
-    def save(sb: Sandbox, *, mode: Mode = Mode.ORCHESTRATE, **changes: Any) -> StackTarget:
+    def save(sb: Sandbox, *, mode: Mode = Mode.ORCHESTRATE, wait_factor: float = 6.0, **changes: Any) -> StackTarget:
         sb.write_state(tmp_path)
         speed = sb.clock.speed
         # waits stop at budget x factor: a generous factor keeps a loaded CI machine from tripping them
-        budgets = Budgets(wait_factor=6.0).scaled(speed)
+        budgets = Budgets(wait_factor=wait_factor).scaled(speed)
         target = sandbox_target(sb.endpoints(tmp_path.resolve()), mode=mode, budgets=budgets)
         target = target.model_copy(update=changes)
         name = f"staging-{next(counter)}-{tmp_path.name[-12:].lower().replace('_', '-')}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -150,3 +151,33 @@ def test_failures_name_their_stage_and_publish_the_table(
     (event,) = deployment_events(sha)
     assert event.event == "fragalysis.deployment.failed"
     assert event.payload["failed_stage"] == stage
+
+
+def test_no_stage_waits_past_its_budget_times_the_factor(make_sandbox, deploy_target):
+    """An AWX job that stays pending: the stage gives up at its budgets x wait_factor, naming the job."""
+    sb = make_sandbox(scenario(), speed=SPEED, faults={"awx_jobs": [{"template": STAGING_VC, "outcome": "pending"}]})
+    target = deploy_target(sb, wait_factor=2.0)
+    sha = sb.push("xchem/fragalysis-frontend", "staging")
+
+    state = run(target, source="frontend", sha=sha)
+
+    assert state.is_failed()
+    budgets = target.budgets
+    waited = budgets.deadline("awx_start") + budgets.deadline("awx_job")
+    assert (
+        f"stage 'AWX job' failed: AWX job 1 (Staging Fragalysis Stack (Version Change)) was still pending after "
+        f"{waited:.0f} s" in state.message
+    )
+    assert "/jobs/playbook/1/" in state.message
+    assert state.message.endswith("; canceled it")
+    assert _eventually(lambda: sb.call(sb.awx.job, 1)["status"] == "canceled")
+
+
+def _eventually(check: Callable[[], bool], seconds: float = 10.0) -> bool:
+    """AWX turns a job canceled asynchronously (FACTS.md)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
