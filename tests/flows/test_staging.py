@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +12,7 @@ from blocks import Mode, StackTarget
 from flows.report import DeploymentReport
 from flows.staging import deploy_to_staging
 from sandbox.runtime import Sandbox
+from tests.conftest import wait_for
 from tests.flows.conftest import SPEED, artifacts_of, deployment_events, scenario, target_name
 
 pytestmark = pytest.mark.prefect
@@ -170,14 +170,5 @@ def test_no_stage_waits_past_its_budget_times_the_factor(make_sandbox, deploy_ta
     )
     assert "/jobs/playbook/1/" in state.message
     assert state.message.endswith("; canceled it")
-    assert _eventually(lambda: sb.call(sb.awx.job, 1)["status"] == "canceled")
-
-
-def _eventually(check: Callable[[], bool], seconds: float = 10.0) -> bool:
-    """AWX turns a job canceled asynchronously (FACTS.md)."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    # AWX turns a job canceled asynchronously (FACTS.md)
+    wait_for(lambda: sb.call(sb.awx.job, 1)["status"] == "canceled", "AWX job 1 to be canceled")

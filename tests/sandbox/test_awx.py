@@ -5,13 +5,13 @@ job filters, stdout ranges, job events, injected faults, and the playbooks again
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from sandbox.runtime import Sandbox
 from sandbox.scenario import AwxScenario, JobTemplate, KubernetesScenario, Namespace, load_scenario
+from tests.conftest import wait_for
 
 STAGING_VC = "Staging Fragalysis Stack (Version Change)"
 ORDER = ["pending", "waiting", "running"]
@@ -23,17 +23,6 @@ def api(sb: Sandbox, *, auth: Any = None, base: str = "/api/v2/") -> httpx.Clien
     headers = auth if isinstance(auth, dict) else {}
     basic = auth if isinstance(auth, tuple) else None
     return httpx.Client(base_url=sb.urls["awx"] + base, headers=headers, auth=basic, timeout=10)
-
-
-def wait_for(check: Callable[[], Any], what: str, deadline: float = 30.0) -> Any:
-    """Poll ``check`` until it returns something truthy (a generous deadline, not a timing assertion)."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def wait_job(client: httpx.Client, job_id: int, *, processed: bool = True) -> dict[str, Any]:

@@ -6,34 +6,29 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from sandbox.runtime import Sandbox
+from tests.conftest import require_binary
 
 pytestmark = pytest.mark.awxkit
 
 STAGING_VC = "Staging Fragalysis Stack (Version Change)"
 
 
-def awx_binary() -> str:
-    beside = Path(sys.executable).parent / "awx"
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which("awx")
-    if found is None:
-        pytest.skip("the AWX CLI is not installed (pip install awxkit); CI installs it")
-    return found
-
-
 def run_awx(sb: Sandbox, *args: str) -> subprocess.CompletedProcess[str]:
     # awxkit reads CONTROLLER_*/TOWER_* settings from the environment: keep a user's own out of the test
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTROLLER_", "TOWER_", "AWXKIT_"))}
-    command = [awx_binary(), "--conf.host", sb.urls["awx"], "--conf.token", sb.scenario.awx.token, *args]
+    command = [
+        require_binary("awx", "awxkit"),
+        "--conf.host",
+        sb.urls["awx"],
+        "--conf.token",
+        sb.scenario.awx.token,
+        *args,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, check=False)
 
 

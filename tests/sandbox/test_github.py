@@ -13,6 +13,7 @@ import pytest
 
 from sandbox.runtime import Sandbox
 from sandbox.scenario import Scenario, load_scenario
+from tests.conftest import wait_for
 
 SPEED = 1200
 STACK = "xchem/fragalysis-stack"
@@ -36,17 +37,6 @@ def scenario(*, downstream: bool = False, awx: bool = False, **github: Any) -> S
 def api(sb: Sandbox, token: str | None = None) -> httpx.Client:
     token = token or sb.scenario.github.token
     return httpx.Client(base_url=sb.urls["github"], headers={"Authorization": f"Bearer {token}"}, timeout=10)
-
-
-def wait_for(check: Callable[[], Any], what: str, deadline: float = 30.0) -> Any:
-    """Poll ``check`` until it returns something truthy (a generous deadline, not a timing assertion)."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def wait_run(client: httpx.Client, repository: str, run_id: int) -> dict[str, Any]:

