@@ -4,7 +4,7 @@
 """
 
 from blocks.credentials import AwxServer, GitHubAccount, ImageRegistry, KubernetesCluster
-from blocks.target import Budgets, Mode, SourceRepository, StackTarget
+from blocks.target import Budgets, Mode, Source, SourceRepository, StackTarget
 
 __all__ = [
     "AwxServer",
@@ -13,6 +13,7 @@ __all__ = [
     "ImageRegistry",
     "KubernetesCluster",
     "Mode",
+    "Source",
     "SourceRepository",
     "StackTarget",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from prefect.blocks.core import Block
+from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from clients.rollout import RolloutClient
 
 
-class AwxServer(Block):
+class AwxServer(CredentialsBlock):
     """An AWX (or Ansible Automation Platform controller) server and the credentials to launch jobs on it."""
 
     _block_type_name = "AWX Server"
@@ -36,7 +36,7 @@ class AwxServer(Block):
     ca_bundle: str | None = Field(default=None, description="Path of a CA bundle to verify TLS with")
     timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout of one HTTP request")
 
-    def client(self) -> AwxClient:
+    def get_client(self) -> AwxClient:
         """A new ``AwxClient`` for this server (close it, or use it as a context manager)."""
         from clients.awx import AwxClient
 
@@ -51,7 +51,7 @@ class AwxServer(Block):
         )
 
 
-class GitHubAccount(Block):
+class GitHubAccount(CredentialsBlock):
     """A GitHub (or GitHub Enterprise) account token, and the secret that signs its webhooks."""
 
     _block_type_name = "GitHub Account"
@@ -68,7 +68,7 @@ class GitHubAccount(Block):
     ca_bundle: str | None = Field(default=None, description="Path of a CA bundle to verify TLS with")
     timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout of one HTTP request")
 
-    def client(self) -> GitHubClient:
+    def get_client(self) -> GitHubClient:
         """A new ``GitHubClient`` for this account."""
         from clients.github import GitHubClient
 
@@ -80,7 +80,7 @@ class GitHubAccount(Block):
         )
 
 
-class ImageRegistry(Block):
+class ImageRegistry(CredentialsBlock):
     """An OCI image registry (Docker Hub by default), anonymous or with a user and token."""
 
     _block_type_name = "Image Registry"
@@ -95,7 +95,7 @@ class ImageRegistry(Block):
     ca_bundle: str | None = Field(default=None, description="Path of a CA bundle to verify TLS with")
     timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout of one HTTP request")
 
-    def client(self) -> RegistryClient:
+    def get_client(self) -> RegistryClient:
         """A new ``RegistryClient``."""
         from clients.registry import RegistryClient
 
@@ -109,7 +109,7 @@ class ImageRegistry(Block):
         )
 
 
-class KubernetesCluster(Block):
+class KubernetesCluster(CredentialsBlock):
     """A Kubernetes cluster: a kubeconfig (inline or a file) with an optional context, or in-cluster config."""
 
     _block_type_name = "Kubernetes Cluster"
@@ -123,7 +123,7 @@ class KubernetesCluster(Block):
     in_cluster: bool = Field(default=False, description="Use the pod's service account (running in the cluster)")
     request_timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout of one API request")
 
-    def client(self) -> RolloutClient:
+    def get_client(self) -> RolloutClient:
         """A roll-out client built with the kubernetes package's own config loaders."""
         from clients.rollout import RolloutClient
 

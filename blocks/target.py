@@ -17,6 +17,14 @@ class Mode(StrEnum):
     """The repositories' own workflows dispatch and launch; the flow follows and times what they do."""
 
 
+class Source(StrEnum):
+    """The repositories whose commits lead to a staging redeploy (FACTS.md)."""
+
+    FRONTEND = "frontend"
+    BACKEND = "backend"
+    STACK = "stack"
+
+
 class SourceRepository(BaseModel):
     """A repository whose commits lead to a redeploy, and the workflow that builds them."""
 
@@ -45,20 +53,22 @@ class Budgets(BaseModel):
         data = {name: value / divisor for name, value in self.model_dump().items() if name != "wait_factor"}
         return Budgets(**data, wait_factor=self.wait_factor)
 
-    def deadline(self, stage: str) -> float:
-        """The longest wait for ``stage`` in seconds."""
-        return float(getattr(self, stage)) * self.wait_factor
+    def deadline(self, budget: float) -> float:
+        """The longest wait for a stage whose budget is ``budget`` seconds: ``budgets.deadline(budgets.pod)``."""
+        return budget * self.wait_factor
 
 
-def _default_sources() -> dict[str, SourceRepository]:
+def _default_sources() -> dict[Source, SourceRepository]:
     return {
-        "frontend": SourceRepository(
+        Source.FRONTEND: SourceRepository(
             repository="xchem/fragalysis-frontend", workflow="build-staging.yaml", branch="staging"
         ),
-        "backend": SourceRepository(
+        Source.BACKEND: SourceRepository(
             repository="xchem/fragalysis-backend", workflow="build-staging.yaml", branch="staging"
         ),
-        "stack": SourceRepository(repository="xchem/fragalysis-stack", workflow="build-main.yaml", branch="master"),
+        Source.STACK: SourceRepository(
+            repository="xchem/fragalysis-stack", workflow="build-main.yaml", branch="master"
+        ),
     }
 
 
@@ -95,12 +105,18 @@ class StackTarget(Block):
         },
         description="The stack build's inputs (FACTS.md: all xchem / latest for staging)",
     )
-    sources: dict[str, SourceRepository] = Field(
+    sources: dict[Source, SourceRepository] = Field(
         default_factory=_default_sources, description="frontend / backend / stack: repository, workflow, branch"
     )
     budgets: Budgets = Field(default_factory=Budgets, description="Seconds per stage; waits stop at budget x factor")
     stuck_grace_seconds: float = Field(
         default=60.0, gt=0, description="A pod stuck (CrashLoopBackOff, ImagePullBackOff, ...) this long fails"
+    )
+    time_scale: float = Field(
+        default=1.0,
+        gt=0,
+        description="Modelled seconds per real second: 1 for real services; a sandbox at speed N sets N, so that "
+        "reports say what their figures mean in the modelled world",
     )
 
     @property

@@ -22,19 +22,19 @@ class Services:
 
     @cached_property
     def github(self) -> GitHubClient:
-        return self.target.github.client()
+        return self.target.github.get_client()
 
     @cached_property
     def awx(self) -> AwxClient:
-        return self.target.awx.client()
+        return self.target.awx.get_client()
 
     @cached_property
     def registry(self) -> RegistryClient:
-        return self.target.registry.client()
+        return self.target.registry.get_client()
 
     @cached_property
     def cluster(self) -> RolloutClient:
-        return self.target.cluster.client()
+        return self.target.cluster.get_client()
 
     def __enter__(self) -> Services:
         return self

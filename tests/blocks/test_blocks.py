@@ -52,13 +52,13 @@ def test_blocks_save_load_by_type_and_build_working_clients(prefect_server: None
     assert loaded.namespace == "staging-stack"
     assert loaded.budgets == Budgets().scaled(60.0)
     assert isinstance(loaded.awx, AwxServer)
-    with loaded.awx.client() as awx:
+    with loaded.awx.get_client() as awx:
         assert awx.find_template(loaded.job_template).name == loaded.job_template
-    with loaded.github.client() as github:
+    with loaded.github.get_client() as github:
         assert len(github.branch_head("xchem/fragalysis-frontend", "staging")) == 40
-    with loaded.registry.client() as registry:
+    with loaded.registry.get_client() as registry:
         assert registry.digest(loaded.image) == sandbox.call(sandbox.registry.resolve, loaded.image)
-    cluster = loaded.cluster.client()
+    cluster = loaded.cluster.get_client()
     try:
         assert cluster.state(loaded.namespace, loaded.statefulset).done
     finally:
@@ -99,7 +99,7 @@ def test_a_canary_secret_never_leaks(caplog: pytest.LogCaptureFixture):
     seen: list[str] = []
     for block in _blocks_with_canary(kubeconfig):
         seen += [repr(block), str(block), block.model_dump_json()]
-        client = block.client()
+        client = block.get_client()
         seen += [repr(client), str(client)]
         try:
             if isinstance(block, AwxServer):
