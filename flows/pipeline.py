@@ -4,16 +4,17 @@ publishing whatever the outcome."""
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from prefect import get_run_logger
 from prefect.futures import PrefectFuture, wait
 
-from blocks import Mode, StackTarget
+from blocks import Mode, Source, StackTarget
 from clients.errors import ClientError
 from flows.publish import publish
 from flows.report import DeploymentReport, StageFailed
+from flows.results import StageResult
 from flows.services import Services
 from flows.stages import (
     build_stack,
@@ -26,17 +27,23 @@ from flows.stages import (
 )
 from flows.timing import lead_time_rows
 
-SOURCES = ("frontend", "backend", "stack")
 
-
-def deploy_commit(target: StackTarget, *, source: str, sha: str | None, mode: Mode | None = None) -> DeploymentReport:
+def deploy_commit(
+    target: StackTarget, *, source: Source | str, sha: str | None, mode: Mode | None = None
+) -> DeploymentReport:
     """Carry a commit on a source branch to verified pods of ``target``; see ARCHITECTURE.md "Stages".
+
+    Each stage task takes the results of the stages before it, so that the run graph draws the chain: source build
+    -> stack build -> image -> AWX job || roll-out watch -> verify (the snapshot feeds the image check and the
+    watch).
 
     Raises:
         StageFailed: a stage failed; its message names the stage, the remote object and its URL.
     """
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
+    try:
+        source = Source(source)
+    except ValueError:
+        raise ValueError(f"source must be one of {', '.join(Source)}, not {source!r}") from None
     mode = Mode(mode or target.mode)
     report = DeploymentReport(environment=target.environment, source=source, sha=sha, image=target.image)
     logger = get_run_logger()
@@ -56,35 +63,34 @@ def deploy_commit(target: StackTarget, *, source: str, sha: str | None, mode: Mo
 
             # the StatefulSet as it is before anything can change it (in observe mode the repositories' own
             # chain may launch AWX before we get there): the roll-out is watched from this snapshot
-            snapshot = snapshot_rollout(services, target)
+            snapshot = snapshot_rollout(services)
 
             # 1. the source build (a stack commit is built directly by the stack build)
-            source_run = None
-            if source != "stack":
-                source_run, timing = wait_for_source_build(services, source, repo, sha, target.budgets)
-                report.table.add(timing)
+            source_build = None
+            if source is not Source.STACK:
+                source_build = _add(report, wait_for_source_build(services, source, sha))
             # 2. the stack build
-            after = source_run.updated_at - timedelta(seconds=5) if source_run and source_run.updated_at else None
-            stack_run, timing = build_stack(
-                services, target, mode, stack_sha=sha if source == "stack" else None, after=after
+            stack_build = _add(
+                report,
+                build_stack(
+                    services, mode, source_build=source_build, stack_sha=sha if source is Source.STACK else None
+                ),
             )
-            report.table.add(timing)
-            report.links["stack build"] = stack_run.html_url
+            report.links["stack build"] = stack_build.run.html_url
             # 3. the image, compared with what the pods ran before
-            image, timing = read_stack_image(services, target, snapshot)
+            image = _add(report, read_stack_image(services, snapshot, stack_build))
             report.digest = image.digest
-            report.table.add(timing)
             # 4 and 5. the AWX job and the roll-out it causes, followed together; the first failure stops both
-            abandon = threading.Event()
-            watch = watch_rollout.submit(services, target, snapshot, image.digest, abandon)
-            since = stack_run.created_at or datetime.now(UTC)
-            job_future = run_awx_job.submit(services, target, mode, since=since, abandon=abandon)
-            (job, job_rows), (_rollout, pod_rows) = _together(job_future, watch, abandon=abandon)
-            report.links["AWX job"] = job.ui_url
-            for row in [*job_rows, *pod_rows]:
-                report.table.add(row)
-            # 6. verification
-            report.table.add(verify_pods(services, target, image.digest))
+            stop = threading.Event()
+            watch = watch_rollout.submit(services, snapshot, image, stop=stop)
+            since = stack_build.run.created_at or datetime.now(UTC)
+            job = run_awx_job.submit(services, mode, image, since=since, stop=stop)
+            job_result, rollout = _together(job, watch, stop=stop)
+            report.links["AWX job"] = job_result.job.ui_url
+            _add(report, job_result)
+            _add(report, rollout)
+            # 6. verification, once the job and the roll-out are over
+            _add(report, verify_pods(services, image, wait_for=[job, watch]))
             report.succeeded = True
     except StageFailed as failure:
         report.failed_stage = failure.stage
@@ -94,11 +100,21 @@ def deploy_commit(target: StackTarget, *, source: str, sha: str | None, mode: Mo
         raise
     finally:
         _add_lead_time(report, target)
-        publish(report, target_seconds=target.budgets.total)
+        publish(report, budgets=target.budgets, time_scale=target.time_scale)
     return report
 
 
-def _together(*futures: PrefectFuture[Any], abandon: threading.Event) -> list[Any]:
+R = TypeVar("R", bound=StageResult)
+
+
+def _add(report: DeploymentReport, result: R) -> R:
+    """Add a stage's timing rows to the report's table, and hand the result on to the next stage."""
+    for row in result.timings:
+        report.table.add(row)
+    return result
+
+
+def _together(*futures: PrefectFuture[Any], stop: threading.Event) -> list[Any]:
     """Wait for every future; when one fails, tell the others to stop. Raises the first failure, carrying the
     timing rows of the others too, so that the table shows how far each got."""
     pending = list(futures)
@@ -108,7 +124,7 @@ def _together(*futures: PrefectFuture[Any], abandon: threading.Event) -> list[An
         for future in done:
             if first is None and _exception(future) is not None:
                 first = future
-                abandon.set()
+                stop.set()
         pending = list(not_done)
     if first is None:
         return [future.result() for future in futures]
@@ -120,7 +136,7 @@ def _together(*futures: PrefectFuture[Any], abandon: threading.Event) -> list[An
                 if isinstance(error, StageFailed):
                     failure.timings.extend(error.timings)
                 elif error is None:
-                    failure.timings.extend(_rows_of(other.result()))
+                    failure.timings.extend(other.result().timings)
     raise failure if failure is not None else RuntimeError("a stage failed without an exception")
 
 
@@ -130,11 +146,6 @@ def _exception(future: PrefectFuture[Any]) -> BaseException | None:
     except BaseException as error:
         return error
     return None
-
-
-def _rows_of(result: Any) -> list[Any]:
-    rows = result[1]
-    return list(rows) if isinstance(rows, list) else [rows]
 
 
 def _add_lead_time(report: DeploymentReport, target: StackTarget) -> None:

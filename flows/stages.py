@@ -1,8 +1,10 @@
 """The deployment stages as Prefect tasks (ARCHITECTURE.md "Stages").
 
-Each task returns its typed result and the ``StageTiming`` measured from the services' own timestamps; on failure
-it raises ``StageFailed`` naming the stage, the remote object and its URL, carrying what it measured so far.
-Every task that deploys uses ``NO_CACHE``: a repeat with the same inputs must run again.
+Each task takes the ``Services`` of the run (an opaque object: the target's fields never reach Prefect's input
+tracking) and the results of the stages it follows, and returns one typed result (``flows/results.py``) with the
+``StageTiming`` rows measured from the services' own timestamps; on failure it raises ``StageFailed`` naming the
+stage, the remote object and its URL, carrying what it measured so far. Every task that deploys uses ``NO_CACHE``:
+a repeat with the same inputs must run again.
 """
 
 from __future__ import annotations
@@ -10,8 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
@@ -19,7 +20,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
-from blocks import Budgets, Mode, SourceRepository, StackTarget
+from blocks import Mode, Source
 from clients.awx import Job
 from clients.errors import ClientError, DeadlineExceeded
 from clients.github_models import WorkflowRun
@@ -33,8 +34,10 @@ from clients.rollout_events import (
     RolloutReport,
     RolloutSnapshot,
 )
+from clients.rollout_state import pod_state
 from clients.waiting import Poll
 from flows.report import StageFailed
+from flows.results import BuildResult, ImageCheck, JobResult, RolloutResult, Verification
 from flows.services import Services
 from flows.timing import Outcome, StageTiming
 
@@ -69,23 +72,22 @@ def stage(
 
 
 @task(name="wait for source build", task_run_name="wait for {source} build", cache_policy=NO_CACHE)
-def wait_for_source_build(
-    services: Services, source: str, repo: SourceRepository, sha: str, budgets: Budgets
-) -> tuple[WorkflowRun, StageTiming]:
+def wait_for_source_build(services: Services, source: Source, sha: str) -> BuildResult:
     """Find the source repository's build of ``sha`` and follow it to success."""
+    budgets = services.target.budgets
+    repo = services.target.sources[source]
     github = services.github
     return _follow_build(
         "source build",
         services,
-        budgets,
-        "source_build",
+        budgets.source_build,
         lambda: github.wait_for_run(
             repo.repository,
             repo.workflow,
             sha,
             event="push",
             branch=repo.branch,
-            deadline_seconds=budgets.deadline("source_build"),
+            deadline_seconds=budgets.deadline(budgets.source_build),
             poll=poll_for(budgets.source_build),
         ),
     )
@@ -96,19 +98,15 @@ def wait_for_source_build(
 
 @task(name="build stack", task_run_name="build stack ({mode})", cache_policy=NO_CACHE)
 def build_stack(
-    services: Services,
-    target: StackTarget,
-    mode: Mode,
-    *,
-    stack_sha: str | None,
-    after: datetime | None,
-) -> tuple[WorkflowRun, StageTiming]:
+    services: Services, mode: Mode, *, source_build: BuildResult | None, stack_sha: str | None
+) -> BuildResult:
     """Orchestrate: dispatch the stack's ``build main`` and follow it. Observe: find the run the repositories'
-    own workflows started (after the source build, or the push run of a stack commit) and follow it."""
+    own workflows started after the source build (or the push run of a stack commit, ``stack_sha``) and follow it."""
+    target = services.target
     budgets = target.budgets
     github = services.github
     common: dict[str, Any] = {
-        "deadline_seconds": budgets.deadline("stack_build"),
+        "deadline_seconds": budgets.deadline(budgets.stack_build),
         "poll": poll_for(budgets.stack_build),
     }
 
@@ -125,23 +123,24 @@ def build_stack(
             return github.dispatch(
                 target.stack_repository, target.stack_workflow, target.stack_ref, target.stack_inputs, **common
             )
+        # the source build dispatches the stack build as it ends; allow for the two services' clocks
+        finished = source_build.run.updated_at if source_build else None
         return github.wait_for_run(
             target.stack_repository,
             target.stack_workflow,
             None,
-            created_after=after or now(),
+            created_after=finished - timedelta(seconds=5) if finished else now(),
             event="workflow_dispatch",
             **common,
         )
 
-    return _follow_build("stack build", services, budgets, "stack_build", find)
+    return _follow_build("stack build", services, budgets.stack_build, find)
 
 
-def _follow_build(
-    name: str, services: Services, budgets: Budgets, budget: str, find: Callable[[], WorkflowRun]
-) -> tuple[WorkflowRun, StageTiming]:
+def _follow_build(name: str, services: Services, budget: float, find: Callable[[], WorkflowRun]) -> BuildResult:
     """Find a build with ``find``, follow it to success, and time it from the run's own timestamps."""
     logger = get_run_logger()
+    budgets = services.target.budgets
     found: list[WorkflowRun] = []
 
     def on_status(run: WorkflowRun) -> None:
@@ -149,64 +148,54 @@ def _follow_build(
         outcome = f" ({run.conclusion.value})" if run.conclusion else ""
         logger.info("%s is %s%s", run.describe(), run.status.value, outcome)
 
-    seconds = float(getattr(budgets, budget))
     with stage(
         name,
-        budget=seconds,
+        budget=budget,
         link=lambda: found[-1].html_url if found else None,
         started=lambda: found[-1].run_started_at if found else None,
     ):
         run = find()
         found.append(run)
         logger.info("Following %s: %s", run.describe(), run.html_url)
-        run = services.github.follow_run(run, budgets.deadline(budget), poll=poll_for(seconds), on_status=on_status)
-    return run, _run_timing(name, run, seconds)
-
-
-def _run_timing(name: str, run: WorkflowRun, budget: float) -> StageTiming:
-    return StageTiming(name, run.run_started_at or run.created_at, run.updated_at, budget, Outcome.OK, run.html_url)
+        run = services.github.follow_run(run, budgets.deadline(budget), poll=poll_for(budget), on_status=on_status)
+    timing = StageTiming(name, run.run_started_at or run.created_at, run.updated_at, budget, Outcome.OK, run.html_url)
+    return BuildResult(run, timing)
 
 
 # ---------------------------------------------------------------- 3. the image
 
 
-@dataclass(frozen=True)
-class ImageCheck:
-    image: str
-    digest: str
-    running_before: tuple[str, ...]
-    """The digests the pods ran before the deployment."""
-
-    @property
-    def is_new(self) -> bool:
-        return self.digest not in self.running_before
-
-
-@task(name="read stack image", task_run_name="read {target.image} digest", cache_policy=NO_CACHE)
-def read_stack_image(
-    services: Services, target: StackTarget, snapshot: RolloutSnapshot
-) -> tuple[ImageCheck, StageTiming]:
-    """Read the stack image's digest from the registry and compare it with what the pods run now."""
+@task(
+    name="read stack image",
+    task_run_name="read {services.target.image} digest",
+    cache_policy=NO_CACHE,
+)
+def read_stack_image(services: Services, snapshot: RolloutSnapshot, stack_build: BuildResult) -> ImageCheck:
+    """Read the image that ``stack_build`` pushed from the registry, and compare it with what the pods run now."""
+    target = services.target
     logger = get_run_logger()
     name = "image"
     began = now()
     with stage(name, budget=target.budgets.image):
         digest = services.registry.digest(target.image)
-    running = tuple(sorted({_digest_of(image_id) for pod in snapshot.pod_objects for image_id in _image_ids(pod)}))
-    check = ImageCheck(target.image, digest, running)
-    note = "" if check.is_new else "same digest as the running pods"
-    if check.is_new:
-        logger.info("%s is %s (the pods run %s)", target.image, digest, ", ".join(running) or "nothing yet")
-    else:
-        logger.warning(
-            "%s is %s, which the pods already run: the roll-out redeploys the same image", target.image, digest
+    running = tuple(
+        sorted(
+            {
+                _digest_of(image_id)
+                for pod in snapshot.pod_objects
+                for image_id in pod_state(pod, snapshot.update_revision).image_ids.values()
+            }
         )
-    return check, StageTiming(name, began, now(), target.budgets.image, Outcome.OK, note=note)
-
-
-def _image_ids(pod: dict[str, Any]) -> list[str]:
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    return [str(status["imageID"]) for status in statuses if status.get("imageID")]
+    )
+    note = "" if digest not in running else "same digest as the running pods"
+    timing = StageTiming(name, began, now(), target.budgets.image, note=note)
+    check = ImageCheck(target.image, target.image_tag, digest, running, timing)
+    built = f"{stack_build.run.describe()} pushed {target.image}"
+    if check.is_new:
+        logger.info("%s: %s (the pods run %s)", built, digest, ", ".join(running) or "nothing yet")
+    else:
+        logger.warning("%s: %s, which the pods already run: the roll-out redeploys the same image", built, digest)
+    return check
 
 
 def _digest_of(image_id: str) -> str:
@@ -216,24 +205,31 @@ def _digest_of(image_id: str) -> str:
 # ---------------------------------------------------------------- 4. the AWX job
 
 
-@task(name="snapshot roll-out", task_run_name="snapshot {target.namespace}/{target.statefulset}", cache_policy=NO_CACHE)
-def snapshot_rollout(services: Services, target: StackTarget) -> RolloutSnapshot:
+@task(
+    name="snapshot roll-out",
+    task_run_name="snapshot {services.target.namespace}/{services.target.statefulset}",
+    cache_policy=NO_CACHE,
+)
+def snapshot_rollout(services: Services) -> RolloutSnapshot:
     """The StatefulSet and its pods before the change, to tell the roll-out's new pods from the old."""
+    target = services.target
     with stage("roll-out", budget=target.budgets.pod):
         return services.cluster.snapshot(target.namespace, target.statefulset)
 
 
-@task(name="run AWX job", task_run_name="AWX: {target.job_template}", cache_policy=NO_CACHE)
+@task(name="run AWX job", task_run_name="AWX: {services.target.job_template}", cache_policy=NO_CACHE)
 def run_awx_job(
-    services: Services, target: StackTarget, mode: Mode, *, since: datetime, abandon: threading.Event
-) -> tuple[Job, list[StageTiming]]:
-    """Orchestrate: launch the template with the image tag. Observe: find the job that the stack build launched.
-    Then follow it to the end, streaming its output into the flow's logs. When ``abandon`` is set (the roll-out
-    failed), stop following; a job we launched is canceled so that it does not hold the template."""
+    services: Services, mode: Mode, image: ImageCheck, *, since: datetime, stop: threading.Event
+) -> JobResult:
+    """Orchestrate: launch the template with the image's tag. Observe: find the job that the stack build launched
+    (created after ``since``). Then follow it to the end, streaming its output into the flow's logs. When ``stop``
+    is set (the roll-out failed), stop following; a job we launched is canceled so that it does not hold the
+    template."""
     logger = get_run_logger()
+    target = services.target
     budgets = target.budgets
     awx = services.awx
-    extra_vars = {target.image_tag_var: target.image_tag}
+    extra_vars = {target.image_tag_var: image.tag}
     jobs: list[Job] = []
 
     def on_status(job: Job) -> None:
@@ -271,18 +267,18 @@ def run_awx_job(
                 template,
                 since=since,
                 extra_vars=extra_vars,
-                deadline_seconds=budgets.deadline("awx_start"),
+                deadline_seconds=budgets.deadline(budgets.awx_start),
                 poll=poll_for(budgets.awx_start),
             )
             logger.info("Following AWX job %s that the stack build launched: %s", job.id, job.ui_url)
         jobs.append(job)
         job = awx.follow(
             job,
-            budgets.deadline("awx_start") + budgets.deadline("awx_job"),
+            budgets.deadline(budgets.awx_start) + budgets.deadline(budgets.awx_job),
             on_status=on_status,
             on_output=on_output,
             poll=poll_for(budgets.awx_start),
-            stop=abandon,
+            stop=stop,
         )
         jobs.append(job)
     except ClientError as error:
@@ -291,14 +287,14 @@ def run_awx_job(
             # a job we launched and gave up on must not deploy later, unwatched
             reason += "; canceled it" if _cancel_quietly(services, jobs[-1]) else "; it could not be canceled"
         raise StageFailed("AWX job", reason, timings(Outcome.FAILED)) from error
-    if abandon.is_set() and not job.status.finished:
+    if stop.is_set() and not job.status.finished:
         reason = f"stopped following AWX job {job.id} ({job.ui_url}) because another stage failed"
         if mode is Mode.ORCHESTRATE:
             canceled = _cancel_quietly(services, job)
             reason += "; canceled it" if canceled else "; it could not be canceled"
         logger.warning(reason)
         raise StageFailed("AWX job", reason, timings(Outcome.NOT_REACHED))
-    return job, timings(Outcome.OK)
+    return JobResult(job, timings(Outcome.OK))
 
 
 def _cancel_quietly(services: Services, job: Job) -> bool:
@@ -312,21 +308,27 @@ def _cancel_quietly(services: Services, job: Job) -> bool:
 # ---------------------------------------------------------------- 5. the roll-out
 
 
-@task(name="watch roll-out", task_run_name="watch {target.namespace}/{target.statefulset}", cache_policy=NO_CACHE)
+@task(
+    name="watch roll-out",
+    task_run_name="watch {services.target.namespace}/{services.target.statefulset}",
+    cache_policy=NO_CACHE,
+)
 def watch_rollout(
-    services: Services,
-    target: StackTarget,
-    snapshot: RolloutSnapshot,
-    expected_digest: str,
-    abandon: threading.Event,
-) -> tuple[RolloutReport, list[StageTiming]]:
-    """Follow the roll-out from the snapshot, pod by pod, updating a progress artifact as each pod is replaced."""
+    services: Services, snapshot: RolloutSnapshot, image: ImageCheck, *, stop: threading.Event
+) -> RolloutResult:
+    """Follow the roll-out from the snapshot, pod by pod, to pods running the image's digest, updating a progress
+    artifact as each pod is replaced."""
     logger = get_run_logger()
+    target = services.target
     budgets = target.budgets
     replicas = int(snapshot.replicas or 0)
     # the roll-out cannot start before the AWX job patches the StatefulSet: a job that never starts is the AWX
     # stage's failure (it gives up first), not this one's
-    timeout = budgets.deadline("awx_start") + budgets.deadline("awx_job") + budgets.deadline("pod") * max(1, replicas)
+    timeout = (
+        budgets.deadline(budgets.awx_start)
+        + budgets.deadline(budgets.awx_job)
+        + budgets.deadline(budgets.pod) * max(1, replicas)
+    )
     progress = cast(
         UUID,
         create_progress_artifact(
@@ -338,9 +340,9 @@ def watch_rollout(
         snapshot,
         timeout=timeout,
         stuck_grace=target.stuck_grace_seconds,
-        expected_digest=expected_digest,
+        expected_digest=image.digest,
         container=None,
-        stop=abandon,
+        stop=stop,
     )
     try:
         for event in follower:
@@ -354,7 +356,7 @@ def watch_rollout(
                 )
             if isinstance(event, RolloutDone):
                 update_progress_artifact(progress, 100.0, description=f"{target.environment}: roll-out done")
-                return event.report, pod_timings(event.report, budgets.pod, Outcome.OK)
+                return RolloutResult(event.report, pod_timings(event.report, budgets.pod, Outcome.OK))
     except ClientError as error:
         raise StageFailed("roll-out", str(error), pod_timings(follower.report, budgets.pod, Outcome.FAILED)) from error
     raise StageFailed(
@@ -390,9 +392,16 @@ def pod_timings(report: RolloutReport, budget: float, outcome: Outcome) -> list[
 # ---------------------------------------------------------------- 6. verification
 
 
-@task(name="verify pods", task_run_name="verify {target.namespace}/{target.statefulset}", cache_policy=NO_CACHE)
-def verify_pods(services: Services, target: StackTarget, digest: str) -> StageTiming:
-    """Every pod updated, ready, and running ``digest``."""
+@task(
+    name="verify pods",
+    task_run_name="verify {services.target.namespace}/{services.target.statefulset}",
+    cache_policy=NO_CACHE,
+)
+def verify_pods(services: Services, image: ImageCheck) -> Verification:
+    """Every pod updated, ready, and running the image's digest (called with ``wait_for=`` the AWX job and the
+    roll-out watch, which it follows)."""
+    target = services.target
+    digest = image.digest
     name = "verify"
     began = now()
     with stage(name, budget=target.budgets.verify):
@@ -413,4 +422,4 @@ def verify_pods(services: Services, target: StackTarget, digest: str) -> StageTi
         timing = StageTiming(name, began, now(), target.budgets.verify, Outcome.FAILED)
         raise StageFailed(name, f"{where}: " + "; ".join(problems), [timing])
     get_run_logger().info("Verified %s: %d pods updated, ready and running %s", where, len(state.pods), digest)
-    return StageTiming(name, began, now(), target.budgets.verify, Outcome.OK)
+    return Verification(len(state.pods), StageTiming(name, began, now(), target.budgets.verify, Outcome.OK))

@@ -9,28 +9,26 @@ From Python::
 
 from __future__ import annotations
 
-from typing import Literal, cast
+from typing import cast
 
 from prefect import flow
 from prefect.runtime import flow_run
 
-from blocks import Mode, StackTarget
+from blocks import Mode, Source, StackTarget
 from flows.pipeline import deploy_commit
 from flows.report import DeploymentReport
-
-Source = Literal["frontend", "backend", "stack"]
 
 
 def _run_name() -> str:
     parameters = flow_run.parameters
     sha = parameters.get("sha")
     where = str(sha)[:7] if sha else "head"
-    return f"{parameters.get('target', 'staging')} <- {parameters.get('source', 'frontend')}@{where}"
+    return f"{parameters.get('target', 'staging')} <- {Source(parameters.get('source', Source.FRONTEND))}@{where}"
 
 
 @flow(name="deploy-to-staging", flow_run_name=_run_name, persist_result=True)
 def deploy_to_staging(
-    source: Source = "frontend",
+    source: Source = Source.FRONTEND,
     sha: str | None = None,
     target: str = "staging",
     mode: Mode | None = None,

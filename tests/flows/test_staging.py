@@ -52,6 +52,33 @@ def run_name(state: Any) -> str:
         return client.read_flow_run(state.state_details.flow_run_id).name
 
 
+def task_graph(state: Any, expected_runs: int) -> dict[str, set[str]]:
+    """The flow run's task runs by name, each with the names of the task runs it takes inputs from (the arrows of
+    the run graph), read through the API (task runs reach the server in the background: wait for all of them)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    flow_run = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+
+    def read() -> list[Any] | None:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=flow_run)
+        finished = [run for run in runs if run.state is not None and run.state.is_final()]
+        return runs if len(finished) == expected_runs else None
+
+    runs = wait_for(read, f"the flow run's {expected_runs} task runs to be recorded")
+    names = {run.id: run.name for run in runs}
+    return {
+        run.name: {
+            names.get(item.id, f"unknown {item.id}")
+            for inputs in run.task_inputs.values()
+            for item in inputs
+            if item.input_type == "task_run"
+        }
+        for run in runs
+    }
+
+
 def replaced_order(sb: Sandbox) -> list[str]:
     """Pods of staging-stack/stack in the order their old version was deleted (the emulator's record)."""
     events = sb.call(sb.kubernetes.pod_events, "staging-stack")
@@ -88,6 +115,22 @@ def test_a_commit_is_deployed_to_staging(make_sandbox: Callable[..., Sandbox], d
     assert event.payload["total_seconds"] == pytest.approx(report.total.duration)
     assert [stage["stage"] for stage in event.payload["stages"]] == expected
     assert "within budget" in rows["total (lead time)"]["verdict"] or "OVER" in rows["total (lead time)"]["verdict"]
+    # the run graph draws the chain, and no arrow that is not a real hand-over
+    snapshot, image = "snapshot staging-stack/stack", "read xchem/fragalysis-stack:latest digest"
+    awx, watch, build = f"AWX: {STAGING_VC}", "watch staging-stack/stack", "build stack (orchestrate)"
+    expected_graph = {
+        snapshot: set(),
+        f"wait for {source} build": set(),
+        build: {f"wait for {source} build"},
+        image: {build, snapshot},
+        awx: {image},
+        watch: {snapshot, image},
+        "verify staging-stack/stack": {image, awx, watch},
+    }
+    if source == "stack":
+        del expected_graph["wait for stack build"]
+        expected_graph[build] = set()
+    assert task_graph(state, len(expected_graph)) == expected_graph
 
 
 def test_observe_mode_follows_the_repositories_own_chain(make_sandbox, deploy_target):
@@ -163,7 +206,7 @@ def test_no_stage_waits_past_its_budget_times_the_factor(make_sandbox, deploy_ta
 
     assert state.is_failed()
     budgets = target.budgets
-    waited = budgets.deadline("awx_start") + budgets.deadline("awx_job")
+    waited = budgets.deadline(budgets.awx_start) + budgets.deadline(budgets.awx_job)
     assert (
         f"stage 'AWX job' failed: AWX job 1 (Staging Fragalysis Stack (Version Change)) was still pending after "
         f"{waited:.0f} s" in state.message
