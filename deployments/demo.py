@@ -26,12 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--speed", type=float, default=60.0, help="sandbox speed (default 60: the 15-minute redeploy takes about 15 s)"
     )
-    parser.add_argument(
-        "--source",
-        choices=["frontend", "backend", "stack"],
-        default="frontend",
-        help="which repository the demo commit goes to",
-    )
+    # checked against blocks.Source once Prefect may be imported (after its settings are in the environment)
+    parser.add_argument("--source", default="frontend", help="which repository the demo commit goes to (frontend)")
     parser.add_argument("--port", type=int, default=4200, help="the Prefect server's port")
     parser.add_argument("--home", type=Path, default=Path(".prefect"), help="PREFECT_HOME (project-local)")
     parser.add_argument("--state-dir", type=Path, default=Path(".sandbox"), help="the sandbox's state files")
@@ -39,10 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     server = LocalPrefectServer(args.home.resolve(), port=args.port)
     # the flow runs in this process: point Prefect at the server before it is imported
     os.environ.update(server.environment())
+    from blocks import Source
+
+    if args.source not in set(Source):
+        parser.error(f"--source must be one of {', '.join(Source)}, not {args.source!r}")
     print(f"Starting the Prefect server ({server.ui_url}, PREFECT_HOME={args.home}) ...", flush=True)
     server.start()
     try:
@@ -57,6 +58,7 @@ def _run(args: argparse.Namespace, server: LocalPrefectServer) -> int:
     from blocks import Mode
     from deployments.sandbox_target import save_sandbox_blocks
     from flows.staging import deploy_to_staging
+    from flows.timeline import describe
     from flows.timing import render_table
     from sandbox.runtime import FREE_PORTS, Sandbox
     from sandbox.scenario import load_scenario
@@ -84,8 +86,12 @@ def _run(args: argparse.Namespace, server: LocalPrefectServer) -> int:
         flow_run_id = state.state_details.flow_run_id
         if report is not None:
             print()
-            print(render_table(report.table.as_rows(), ["stage", "duration", "budget", "verdict"]))
+            columns = ["stage", "duration", "budget", "modelled", "verdict"]
+            print(render_table(report.table.as_rows(target.time_scale), columns))
             print()
+            if report.total is not None and report.total.duration is not None:
+                lead = describe(report.total.duration, target.time_scale)
+                print(f"Lead time {lead} (target {describe(target.budgets.total, target.time_scale)}).")
         print(f"Flow run '{_run_name(flow_run_id)}' ended {state.name}: {server.ui_url}/runs/flow-run/{flow_run_id}")
         if not state.is_completed():
             print(f"The deployment failed: {state.message}")

@@ -60,6 +60,7 @@ def sandbox_target(
         ),
         budgets=budgets or Budgets().scaled(speed),
         stuck_grace_seconds=max(2.0, 60.0 / speed),
+        time_scale=speed,
         job_template=ENVIRONMENTS[environment]["job_template"],
         namespace=ENVIRONMENTS[environment]["namespace"],
         image_tag=ENVIRONMENTS[environment]["image_tag"],

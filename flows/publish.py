@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 
+from blocks import Budgets
 from flows.report import DeploymentReport
 from flows.timing import render_markdown_table
 
@@ -15,18 +16,22 @@ def artifact_key(environment: str, kind: str) -> str:
     return f"{slug}-{kind}"
 
 
-def publish(report: DeploymentReport, *, target_seconds: float) -> None:
-    """Publish the timing table, the summary and the ``fragalysis.deployment.*`` event, whatever the outcome."""
+def publish(report: DeploymentReport, *, budgets: Budgets, time_scale: float) -> None:
+    """Publish the timing table, the summary with its timeline and the ``fragalysis.deployment.*`` event, whatever
+    the outcome."""
     outcome = "succeeded" if report.succeeded else "failed"
+    rows = report.table.as_rows(time_scale)
     create_table_artifact(
-        table=report.table.as_rows(),
+        table=rows,
         key=artifact_key(report.environment, "timings"),
         description=f"{report.environment} deployment {outcome}: stage timings against their budgets",
     )
     create_markdown_artifact(
-        markdown=report.summary_markdown(target_seconds=target_seconds)
+        markdown=report.summary_markdown(
+            target_seconds=budgets.total, rollout_budget=budgets.commit_to_rollout, time_scale=time_scale
+        )
         + "\n"
-        + render_markdown_table(report.table.as_rows()),
+        + render_markdown_table(rows),
         key=artifact_key(report.environment, "summary"),
         description=f"{report.environment} deployment {outcome}",
     )

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from flows.timing import StageTiming, TimingTable, format_seconds
+from flows.timeline import describe, svg_markdown, timeline_svg
+from flows.timing import StageTiming, TimingTable
 
 
 class StageFailed(Exception):
@@ -42,9 +43,10 @@ class DeploymentReport:
     def total(self) -> StageTiming | None:
         return self.table.find("total (lead time)")
 
-    def summary_markdown(self, *, target_seconds: float) -> str:
+    def summary_markdown(self, *, target_seconds: float, rollout_budget: float, time_scale: float = 1.0) -> str:
         """The run's markdown summary: image and digest, environment, total against the target, the slowest
-        stage, and on failure which stage failed and why."""
+        stage, on failure which stage failed and why, and the timeline picture. At a time scale other than 1 (a
+        sandbox), the figures say what they stand for in the modelled world."""
         outcome = "succeeded" if self.succeeded else "FAILED"
         lines = [f"# {self.environment} deployment {outcome}", ""]
         source = f"{self.source}@{self.sha[:7]}" if self.sha else self.source
@@ -53,19 +55,31 @@ class DeploymentReport:
         lines.append(f"- **environment**: {self.environment}")
         total = self.total
         duration = total.duration if total else None
+        target = describe(target_seconds, time_scale)
         if duration is not None:
             verdict = "within" if duration <= target_seconds else "OVER"
-            lines.append(
-                f"- **total (lead time)**: {format_seconds(duration)} — {verdict} the "
-                f"{format_seconds(target_seconds)} target"
-            )
+            lines.append(f"- **total (lead time)**: {describe(duration, time_scale)} — {verdict} the {target} target")
         else:
-            lines.append(f"- **total (lead time)**: not measured (target {format_seconds(target_seconds)})")
+            lines.append(f"- **total (lead time)**: not measured (target {target})")
         slowest = self.table.slowest()
-        if slowest is not None:
-            lines.append(f"- **slowest stage**: {slowest.stage} ({format_seconds(slowest.duration)})")
+        if slowest is not None and slowest.duration is not None:
+            lines.append(f"- **slowest stage**: {slowest.stage} ({describe(slowest.duration, time_scale)})")
+        if time_scale != 1:
+            lines.append(
+                f"- **time scale**: a sandbox at speed {time_scale:g}: a real second stands for {time_scale:g} "
+                "modelled seconds"
+            )
         if not self.succeeded:
             lines += ["", f"**Failed stage**: {self.failed_stage or 'unknown'}", "", f"> {self.error}"]
+        picture = timeline_svg(
+            self.table.rows,
+            origin=self.commit_time,
+            target_seconds=target_seconds,
+            rollout_budget=rollout_budget,
+            time_scale=time_scale,
+            title=f"{self.environment} <- {source}: {'succeeded' if self.succeeded else 'FAILED'}",
+        )
+        lines += ["", svg_markdown(picture, alt=f"{self.environment} deployment timeline")]
         return "\n".join(lines) + "\n"
 
     def payload(self) -> dict[str, Any]:

@@ -52,16 +52,21 @@ class StageTiming:
     def over_budget(self) -> bool:
         return self.verdict == "OVER BUDGET"
 
-    def as_row(self) -> dict[str, str]:
-        return {
+    def as_row(self, time_scale: float = 1.0) -> dict[str, str]:
+        """The row for tables; at a time scale other than 1 (a sandbox), a ``modelled`` column says what the
+        duration and the budget stand for in the modelled world ("14.1 of 15.0 min")."""
+        row = {
             "stage": self.stage,
             "started": clock_time(self.started),
             "finished": clock_time(self.finished),
             "duration": format_seconds(self.duration),
             "budget": format_seconds(self.budget),
-            "verdict": self.verdict + (f" ({self.note})" if self.note else ""),
-            "link": self.link or "",
         }
+        if time_scale != 1:
+            row["modelled"] = modelled(self.duration, self.budget, time_scale)
+        row["verdict"] = self.verdict + (f" ({self.note})" if self.note else "")
+        row["link"] = self.link or ""
+        return row
 
     def as_payload(self) -> dict[str, Any]:
         return {
@@ -96,8 +101,8 @@ class TimingTable:
         measured = [row for row in self.stages() if row.duration is not None]
         return max(measured, key=lambda row: row.duration or 0.0, default=None)
 
-    def as_rows(self) -> list[dict[str, str]]:
-        return [row.as_row() for row in self.rows]
+    def as_rows(self, time_scale: float = 1.0) -> list[dict[str, str]]:
+        return [row.as_row(time_scale) for row in self.rows]
 
 
 DERIVED_PREFIXES = ("commit -> roll-out start", "total (lead time)")
@@ -140,6 +145,21 @@ def format_seconds(seconds: float | None) -> str:
         return f"{seconds:.1f} s"
     minutes, rest = divmod(round(seconds), 60)
     return f"{minutes}m {rest:02d}s"
+
+
+def modelled(duration: float | None, budget: float | None, time_scale: float) -> str:
+    """``14.1 of 15.0 min``: a scaled duration and budget in modelled minutes (``12 of 60 s`` below a minute)."""
+    if duration is None and budget is None:
+        return ""
+    largest = max(duration or 0.0, budget or 0.0) * time_scale
+    unit, divisor = ("min", 60.0) if largest >= 60 else ("s", 1.0)
+
+    def amount(seconds: float | None) -> str:
+        return "?" if seconds is None else f"{seconds * time_scale / divisor:.1f}"
+
+    if budget is None:
+        return f"{amount(duration)} {unit}"
+    return f"{amount(duration)} of {amount(budget)} {unit}"
 
 
 def clock_time(moment: datetime | None) -> str:

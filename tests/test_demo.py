@@ -42,8 +42,9 @@ def test_demo_runs_to_completion_and_prints_the_table(tmp_path: Path):
     assert result.returncode == 0, output[-4000:] + result.stderr[-4000:]
     rows = {}
     for line in output.splitlines():
-        if match := re.match(r"^(\S.*?)\s{2,}([\d.]+ s|\d+m \d+s)\s{2,}([\d.]+ s|\d+m \d+s)\s{2,}(.+)$", line):
-            rows[match[1]] = (seconds(match[2]), seconds(match[3]), match[4])
+        duration = r"([\d.]+ s|\d+m \d+s)"
+        if match := re.match(rf"^(\S.*?)\s{{2,}}{duration}\s{{2,}}{duration}\s{{2,}}(.+?)\s{{2,}}(.+)$", line):
+            rows[match[1]] = (seconds(match[2]), seconds(match[3]), match[4], match[5])
     for stage in (
         "source build",
         "stack build",
@@ -56,11 +57,13 @@ def test_demo_runs_to_completion_and_prints_the_table(tmp_path: Path):
         "total (lead time)",
     ):
         assert stage in rows, output
-    total, budget, verdict = rows["total (lead time)"]
+    total, budget, modelled, verdict = rows["total (lead time)"]
     assert budget == pytest.approx(15.0)  # 15 minutes at the demo's speed of 60
+    assert modelled == f"{total:.1f} of 15.0 min"
     assert total < budget, output
     assert verdict == "within budget"
     assert re.search(
         r"Flow run 'staging <- frontend@[0-9a-f]{7}' ended Completed: http://127\.0\.0\.1:\d+/runs/", output
     )
     assert "budgets are the real ones divided by 60" in output
+    assert f"Lead time {total:.1f} s at speed 60 = {total:.1f} min (target 15.0 s at speed 60 = 15.0 min)." in output

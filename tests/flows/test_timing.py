@@ -73,7 +73,7 @@ def test_summary_names_the_failed_stage_and_the_target():
     report.table.add(StageTiming("AWX job", at(0), at(30), 480, Outcome.FAILED, link="http://awx/#/jobs/1"))
     report.failed_stage = "AWX job"
     report.error = "stage 'AWX job' failed: job 1 ended failed"
-    text = report.summary_markdown(target_seconds=900)
+    text = report.summary_markdown(target_seconds=900, rollout_budget=540)
     assert "FAILED" in text
     assert "frontend@1a2b3c4" in text
     assert "**Failed stage**: AWX job" in text
@@ -87,3 +87,28 @@ def test_render_table_aligns_columns():
     assert lines[0].startswith("stage")
     assert lines[2].startswith("a            ")
     assert "OVER BUDGET" in lines[3]
+
+
+def test_a_scaled_row_says_what_it_stands_for_in_the_modelled_world():
+    row = StageTiming("total (lead time)", at(0), at(14.1), budget=15.0)
+    assert "modelled" not in row.as_row()
+    assert row.as_row(60)["modelled"] == "14.1 of 15.0 min"
+    assert StageTiming("image", at(0), at(0.1), budget=0.5).as_row(60)["modelled"] == "6.0 of 30.0 s"
+    assert StageTiming("image", at(0), at(0.1), budget=1.0).as_row(60)["modelled"] == "0.1 of 1.0 min"
+    assert StageTiming("pod stack-0", at(0), None, budget=3.0).as_row(60)["modelled"] == "? of 3.0 min"
+    assert list(row.as_row(60)) == ["stage", "started", "finished", "duration", "budget", "modelled", "verdict", "link"]
+
+
+def test_a_scaled_summary_gives_the_modelled_figures():
+    report = DeploymentReport(environment="staging", source="frontend", sha="1a2b3c4d5e", image="x/y:latest")
+    report.commit_time = at(0)
+    report.table.add(StageTiming("source build", at(0.5), at(4.3), 6.0))
+    for row in lead_time_rows(at(0), at(8.4), at(14.1), rollout_budget=9.0, total_budget=15.0, failed=False):
+        report.table.add(row)
+    report.succeeded = True
+    text = report.summary_markdown(target_seconds=15.0, rollout_budget=9.0, time_scale=60)
+    assert "14.1 s at speed 60 = 14.1 min — within the 15.0 s at speed 60 = 15.0 min target" in text
+    assert "a sandbox at speed 60" in text
+    real = report.summary_markdown(target_seconds=15.0, rollout_budget=9.0)
+    assert "14.1 s — within the 15.0 s target" in real
+    assert "speed" not in real
