@@ -62,8 +62,9 @@ def deploy_commit(
             )
 
             # the StatefulSet as it is before anything can change it (in observe mode the repositories' own
-            # chain may launch AWX before we get there): the roll-out is watched from this snapshot
-            snapshot = snapshot_rollout(services)
+            # chain may launch AWX before we get there): the roll-out is watched from this snapshot. It is read
+            # while the builds run, off the critical path; nothing changes the pods before the stack build ends.
+            snapshot_future = snapshot_rollout.submit(services)
 
             # 1. the source build (a stack commit is built directly by the stack build)
             source_build = None
@@ -78,6 +79,7 @@ def deploy_commit(
             )
             report.links["stack build"] = stack_build.run.html_url
             # 3. the image, compared with what the pods ran before
+            snapshot = snapshot_future.result()
             image = _add(report, read_stack_image(services, snapshot, stack_build))
             report.digest = image.digest
             # 4 and 5. the AWX job and the roll-out it causes, followed together; the first failure stops both
