@@ -37,7 +37,8 @@ specs:
 	@if ! command -v npm >/dev/null 2>&1; then \
 		echo "specs: npm is not installed, so GitHub's OpenAPI descriptions are not fetched (their tests skip)"; \
 	elif [ ! -f $(SPECS_STAMP) ]; then \
-		$(MAKE) --no-print-directory fetch-specs || { [ "$$CI" != true ] && echo "specs: fetching failed"; }; \
+		$(MAKE) --no-print-directory fetch-specs || { [ "$$CI" != true ] && \
+			echo "specs: fetching GitHub's OpenAPI descriptions failed (their tests skip)"; }; \
 	fi
 
 fetch-specs:
