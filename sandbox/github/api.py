@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,13 +20,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox.github.errors import DOCS, ApiError, not_found
-from sandbox.github.state import CONCLUSIONS, RepoState, Run
+from sandbox.github.state import ACTOR, CONCLUSIONS, RepoState, Run
 from sandbox.github.views import (
     branch_json,
     commit_json,
     job_json,
     repository_json,
     run_json,
+    short_branch_json,
     tag_json,
     workflow_json,
 )
@@ -36,6 +39,9 @@ RATE_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
 WORKFLOW_DOCS = "https://docs.github.com/rest/actions/workflows"
 RUN_DOCS = "https://docs.github.com/rest/actions/workflow-runs"
 JOB_DOCS = "https://docs.github.com/rest/actions/workflow-jobs#list-jobs-for-a-workflow-run"
+ONE_JOB_DOCS = "https://docs.github.com/rest/actions/workflow-jobs#get-a-job-for-a-workflow-run"
+SEARCH_LIMIT, GRAPHQL_LIMIT = 30, 5000
+"""GitHub's per-minute search and per-hour GraphQL limits, reported by ``/rate_limit`` (neither is served here)."""
 DEFAULT_PER_PAGE, MAX_PER_PAGE = 30, 100
 
 
@@ -68,6 +74,7 @@ def build_routes(emulator: GitHubEmulator) -> list[BaseRoute]:
         ("GET", f"{repo}/actions/runs/{{run_id:int}}", api.get_run, RUN_DOCS, True),
         ("GET", f"{repo}/actions/runs/{{run_id:int}}/jobs", api.list_jobs, JOB_DOCS, True),
         ("POST", f"{repo}/actions/runs/{{run_id:int}}/cancel", api.cancel_run, RUN_DOCS, True),
+        ("GET", f"{repo}/actions/jobs/{{job_id:int}}", api.get_job, ONE_JOB_DOCS, True),
         ("GET", f"{repo}/branches", api.list_branches, "https://docs.github.com/rest/branches/branches", True),
         (
             "GET",
@@ -168,17 +175,20 @@ class Api:
 
     async def rate_limit(self, request: Request) -> Reply:
         core = self.emulator.limiter.resource_json()
-        return Reply(data={"resources": {"core": core}, "rate": core})
+        minute = math.ceil(time.time() / 60) * 60
+        resources = {
+            "core": core,
+            "search": {"limit": SEARCH_LIMIT, "used": 0, "remaining": SEARCH_LIMIT, "reset": minute},
+            "graphql": {"limit": GRAPHQL_LIMIT, "used": 0, "remaining": GRAPHQL_LIMIT, "reset": core["reset"]},
+        }
+        return Reply(data={"resources": resources, "rate": core})
 
     async def get_repository(self, request: Request) -> Reply:
         return Reply(data=repository_json(self._repo(request), self.url, full=True))
 
     async def list_branches(self, request: Request) -> Reply:
         repo = self._repo(request)
-        items = [
-            {"name": name, "commit": {"sha": sha, "url": f"{self.url}/repos/{repo.full_name}/commits/{sha}"}}
-            for name, sha in sorted(repo.branches.items())
-        ]
+        items = [short_branch_json(name, sha, repo, self.url) for name, sha in sorted(repo.branches.items())]
         page, headers = _paginate(request, items)
         return Reply(data=page, headers=headers)
 
@@ -187,7 +197,7 @@ class Api:
         name = request.path_params["branch"]
         if name not in repo.branches:
             raise ApiError(404, "Branch not found")
-        return Reply(data=branch_json(name, repo.commits[repo.branches[name]], repo, self.url))
+        return Reply(data=branch_json(name, repo.commits[repo.branches[name]], repo, self.url, ACTOR))
 
     async def list_tags(self, request: Request) -> Reply:
         repo = self._repo(request)
@@ -201,7 +211,7 @@ class Api:
         commit = repo.commit(ref)
         if commit is None:
             raise ApiError(422, f"No commit found for SHA: {ref}")
-        return Reply(data=commit_json(commit, repo, self.url))
+        return Reply(data=commit_json(commit, repo, self.url, ACTOR))
 
     # ------------------------------------------------------------ workflows and dispatch
 
@@ -280,6 +290,16 @@ class Api:
         page, headers = _paginate(request, run.jobs)
         jobs = [job_json(job, run, repo, self.url) for job in page]
         return Reply(data={"total_count": len(run.jobs), "jobs": jobs}, headers=headers)
+
+    async def get_job(self, request: Request) -> Reply:
+        repo = self._repo(request)
+        job_id = request.path_params["job_id"]
+        for run in self.emulator.state.runs.values():
+            if run.repository == repo.full_name:
+                for job in run.jobs:
+                    if job.id == job_id:
+                        return Reply(data=job_json(job, run, repo, self.url))
+        raise not_found()
 
     async def cancel_run(self, request: Request) -> Reply:
         repo = self._repo(request)

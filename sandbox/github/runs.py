@@ -105,6 +105,7 @@ class Runner:
             run.status, run.updated_at = "in_progress", now
             job = run.jobs[0]
             job.status, job.started_at = "in_progress", now
+            job.take_runner()
             self.emulator.notify_run("in_progress", run)
             conclusion = await self._steps(run, job, failing_step)
             self._finish(run, conclusion)

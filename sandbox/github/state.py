@@ -19,6 +19,9 @@ WORKFLOW_ID_BASE = 51_000_000
 RUN_ID_BASE = 12_000_000_000
 JOB_ID_BASE = 34_000_000_000
 REPOSITORY_ID_BASE = 200_000_000
+RUNNER_ID_BASE = 1_000_000_000
+OWNER_ID_BASE = 1_100_000
+"""Repository owners (organisations) get ids from here, in scenario order."""
 
 ACTOR = {"login": "fragalysis-sandbox", "id": 4_242_424, "type": "User"}
 """The user behind the scenario's token (the actor of dispatched runs and the pusher of commits)."""
@@ -81,6 +84,11 @@ class Job:
     conclusion: str | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
+    runner_id: int | None = None
+    """The GitHub-hosted runner that picked the job up (None while queued)."""
+
+    def take_runner(self) -> None:
+        self.runner_id = RUNNER_ID_BASE + self.id - JOB_ID_BASE
 
 
 @dataclass
@@ -124,6 +132,7 @@ class RepoState:
     full_name: str
     spec: Repository
     created_at: datetime
+    owner_id: int
     branches: dict[str, str] = field(default_factory=dict)
     """Branch name -> head sha."""
     tags: dict[str, str] = field(default_factory=dict)
@@ -134,6 +143,19 @@ class RepoState:
     @property
     def default_branch(self) -> str:
         return self.spec.default_branch
+
+    @property
+    def owner(self) -> str:
+        return self.full_name.split("/")[0]
+
+    @property
+    def name(self) -> str:
+        return self.full_name.split("/")[1]
+
+    @property
+    def pushed_at(self) -> datetime:
+        """When a commit last arrived (the newest commit date)."""
+        return max((commit.date for commit in self.commits.values()), default=self.created_at)
 
     def workflow(self, key: str) -> WorkflowState | None:
         """A workflow by numeric id or by file name (both are accepted wherever GitHub takes ``workflow_id``)."""
@@ -174,8 +196,16 @@ class GitHubState:
         self._push_counter = itertools.count(1)
         workflow_ids = itertools.count(WORKFLOW_ID_BASE + 1)
         initial = now - timedelta(days=1)
+        owner_ids: dict[str, int] = {}
         for index, spec in enumerate(scenario.repositories):
-            repo = RepoState(id=REPOSITORY_ID_BASE + index + 1, full_name=spec.name, spec=spec, created_at=initial)
+            owner = spec.name.split("/")[0].lower()
+            repo = RepoState(
+                id=REPOSITORY_ID_BASE + index + 1,
+                full_name=spec.name,
+                spec=spec,
+                created_at=initial,
+                owner_id=owner_ids.setdefault(owner, OWNER_ID_BASE + len(owner_ids) + 1),
+            )
             refs = [("branch", name) for name in spec.branches] + [("tag", name) for name in spec.tags]
             if spec.default_branch not in spec.branches:
                 refs.insert(0, ("branch", spec.default_branch))

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 
 from sandbox.clock import isoformat
-from sandbox.github.state import Commit, RepoState, Run
-from sandbox.github.views import repository_json, run_json, user_json, workflow_json
+from sandbox.github.state import ACTOR, Commit, RepoState, Run
+from sandbox.github.views import node_id, repository_json, run_json, tree_sha, user_json, workflow_json
 
 logger = logging.getLogger(__name__)
 
@@ -123,34 +123,64 @@ class WebhookSender:
                     delivery.delivered.set()
 
 
+def organization_json(repo: RepoState, api: str) -> dict[str, Any]:
+    """The ``organization`` of a delivery about a repository that an organisation owns."""
+    url = f"{api}/orgs/{repo.owner}"
+    return {
+        "login": repo.owner,
+        "id": repo.owner_id,
+        "node_id": node_id("Organization", repo.owner_id),
+        "url": url,
+        "repos_url": f"{url}/repos",
+        "events_url": f"{url}/events",
+        "hooks_url": f"{url}/hooks",
+        "issues_url": f"{url}/issues",
+        "members_url": f"{url}/members{{/member}}",
+        "public_members_url": f"{url}/public_members{{/member}}",
+        "avatar_url": f"{api}/avatars/u/{repo.owner_id}?v=4",
+        "description": None,
+    }
+
+
 def push_payload(
     repo: RepoState, ref: str, before: str | None, commit: Commit, *, forced: bool, api: str
 ) -> dict[str, Any]:
     """The ``push`` event: one new commit on a branch, or a new tag."""
+    login = ACTOR["login"]
+    person = {**commit.author, "date": isoformat(commit.date), "username": login}
     head = {
         "id": commit.sha,
-        "tree_id": commit.sha[::-1],
+        "tree_id": tree_sha(commit),
         "distinct": True,
         "message": commit.message,
         "timestamp": isoformat(commit.date),
         "url": f"{api}/{repo.full_name}/commit/{commit.sha}",
-        "author": {**commit.author, "username": user_json(api)["login"]},
-        "committer": {**commit.author, "username": user_json(api)["login"]},
+        "author": person,
+        "committer": dict(person),
         "added": [],
         "removed": [],
         "modified": [],
     }
+    repository = repository_json(repo, api, full=True)
+    repository.pop("permissions")
+    repository.update(
+        {
+            # the push event's own repository shape: epoch seconds, and the organisation by name
+            "created_at": int(repo.created_at.timestamp()),
+            "pushed_at": int(commit.date.timestamp()),
+            "organization": repo.owner,
+            "master_branch": repo.default_branch,
+            "stargazers": 0,
+        }
+    )
     return {
         "ref": ref,
         "before": before or ZERO_SHA,
         "after": commit.sha,
-        "repository": {
-            **repository_json(repo, api, full=True),
-            "master_branch": repo.default_branch,
-            "pushed_at": int(commit.date.timestamp()),
-        },
-        "pusher": {"name": user_json(api)["login"], "email": commit.author["email"]},
-        "sender": user_json(api),
+        "repository": repository,
+        "pusher": {"name": login, "email": commit.author["email"]},
+        "organization": organization_json(repo, api),
+        "sender": user_json(api, ACTOR),
         "created": before is None,
         "deleted": False,
         "forced": forced,
@@ -163,10 +193,13 @@ def push_payload(
 
 def workflow_run_payload(action: str, run: Run, repo: RepoState, api: str) -> dict[str, Any]:
     """The ``workflow_run`` event (``action``: requested, in_progress, completed)."""
+    repository = repository_json(repo, api, full=True)
+    repository.pop("permissions")
     return {
         "action": action,
         "workflow_run": run_json(run, repo, api),
         "workflow": workflow_json(run.workflow, repo, api),
-        "repository": repository_json(repo, api, full=True),
-        "sender": user_json(api),
+        "repository": repository,
+        "organization": organization_json(repo, api),
+        "sender": user_json(api, run.actor),
     }
