@@ -11,14 +11,17 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from sandbox.emulator import Runtime
 from sandbox.github.errors import DOCS, ApiError, not_found
-from sandbox.github.state import CONCLUSIONS, RepoState, Run
+from sandbox.github.ratelimit import RateLimiter
+from sandbox.github.runs import Runner
+from sandbox.github.state import CONCLUSIONS, GitHubState, RepoState, Run
 from sandbox.github.views import (
     branch_json,
     commit_json,
@@ -29,14 +32,26 @@ from sandbox.github.views import (
     workflow_json,
 )
 
-if TYPE_CHECKING:
-    from sandbox.github import GitHubEmulator
-
 RATE_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
 WORKFLOW_DOCS = "https://docs.github.com/rest/actions/workflows"
 RUN_DOCS = "https://docs.github.com/rest/actions/workflow-runs"
 JOB_DOCS = "https://docs.github.com/rest/actions/workflow-jobs#list-jobs-for-a-workflow-run"
 DEFAULT_PER_PAGE, MAX_PER_PAGE = 30, 100
+
+
+class ApiHost(Protocol):
+    """What the HTTP side needs of its emulator (``GitHubEmulator`` is one)."""
+
+    runtime: Runtime
+    state: GitHubState
+    runner: Runner
+    limiter: RateLimiter
+    anonymous_limiter: RateLimiter
+
+    @property
+    def url(self) -> str: ...
+
+    def dispatch(self, repository: str, workflow_key: str, ref: str, inputs: dict[str, Any] | None = None) -> Run: ...
 
 
 @dataclass
@@ -54,7 +69,7 @@ async def not_found_handler(request: Request, exc: Exception) -> Response:
     return JSONResponse(ApiError(404, "Not Found").body(), status_code=404)
 
 
-def build_routes(emulator: GitHubEmulator) -> list[BaseRoute]:
+def build_routes(emulator: ApiHost) -> list[BaseRoute]:
     api = Api(emulator)
     repo = "/repos/{owner}/{repo}"
     table: list[tuple[str, str, Handler, str, bool]] = [
@@ -94,7 +109,7 @@ def build_routes(emulator: GitHubEmulator) -> list[BaseRoute]:
 class Api:
     """The handlers; each returns a ``Reply`` or raises ``ApiError``."""
 
-    def __init__(self, emulator: GitHubEmulator) -> None:
+    def __init__(self, emulator: ApiHost) -> None:
         self.emulator = emulator
 
     @property
