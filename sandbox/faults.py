@@ -15,7 +15,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sandbox.requestlog import CONTROL_PREFIX
+from sandbox.requestlog import is_service_request
 from sandbox.scenario import HttpFaults
 
 FaultResponder = Callable[[int, str, dict[str, str]], Response]
@@ -37,7 +37,7 @@ class FaultMiddleware:
         self.respond = respond
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(CONTROL_PREFIX):
+        if not is_service_request(scope):
             await self.app(scope, receive, send)
             return
         faults = self.settings()

@@ -14,6 +14,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 CONTROL_PREFIX = "/_sandbox/"
 
 
+def is_service_request(scope: Scope) -> bool:
+    """An HTTP request to the emulated service: neither a control request (``/_sandbox/``), which faults and the
+    request log leave alone, nor a non-HTTP scope."""
+    return scope["type"] == "http" and not scope["path"].startswith(CONTROL_PREFIX)
+
+
 @dataclass(frozen=True)
 class RequestRecord:
     service: str
@@ -64,7 +70,7 @@ class RequestLogMiddleware:
         self.log = log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(CONTROL_PREFIX):
+        if not is_service_request(scope):
             await self.app(scope, receive, send)
             return
         started = datetime.now(UTC)

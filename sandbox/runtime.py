@@ -1,8 +1,9 @@
 """The sandbox process: four emulators on loopback ports, one asyncio loop, one clock, one scenario.
 
 ``Sandbox`` runs the loop in a background thread so that the same object serves the CLI (``python -m sandbox``)
-and tests (``with Sandbox(scenario, ports=FREE_PORTS) as sb: ...``). Emulators subclass ``Emulator``; they share
-a ``Runtime`` (clock, scenario, faults, seeded randomness, request log, each other's URLs).
+and tests (``with Sandbox(scenario, ports=FREE_PORTS) as sb: ...``). It composes the emulators: each gets the
+shared ``Runtime`` (clock, scenario, faults, URLs: ``sandbox.emulator``) and the narrow interfaces it needs of the
+others (the registry as an ``ImageStore``); no emulator imports this module or another emulator.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import socket
 import threading
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import uvicorn
@@ -24,18 +26,17 @@ import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Route
 
+from sandbox.awx.emulator import AwxEmulator
 from sandbox.clock import Clock
+from sandbox.emulator import Emulator, Runtime
 from sandbox.faults import ExposeTransport, FaultMiddleware
+from sandbox.github.emulator import GitHubEmulator
+from sandbox.kubernetes.emulator import KubernetesEmulator
+from sandbox.registry.emulator import RegistryEmulator
 from sandbox.requestlog import RequestLog, RequestLogMiddleware
 from sandbox.scenario import Faults, Scenario, load_scenario
-
-if TYPE_CHECKING:
-    from sandbox.awx import AwxEmulator
-    from sandbox.github import GitHubEmulator
-    from sandbox.kubernetes import KubernetesEmulator
-    from sandbox.registry import RegistryEmulator
 
 T = TypeVar("T")
 
@@ -44,97 +45,28 @@ DEFAULT_PORTS: Mapping[str, int] = {"github": 8601, "awx": 8602, "registry": 860
 FREE_PORTS: Mapping[str, int] = dict.fromkeys(SERVICES, 0)
 
 
-class Emulator:
-    """One emulated service: its routes, its background work, and how it answers an injected fault."""
+@dataclass(frozen=True)
+class Emulators:
+    """The four emulators, wired to one another."""
 
-    name: ClassVar[str]
+    github: GitHubEmulator
+    awx: AwxEmulator
+    registry: RegistryEmulator
+    kubernetes: KubernetesEmulator
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    @classmethod
+    def compose(cls, runtime: Runtime) -> Emulators:
+        registry = RegistryEmulator(runtime)
+        return cls(
+            github=GitHubEmulator(runtime, images=registry),
+            awx=AwxEmulator(runtime),
+            registry=registry,
+            kubernetes=KubernetesEmulator(runtime, images=registry),
+        )
 
-    def routes(self) -> list[BaseRoute]:
-        """The service's API routes."""
-        raise NotImplementedError
-
-    def control_routes(self) -> list[BaseRoute]:
-        """Extra routes under ``/_sandbox/`` (e.g. GitHub's push)."""
-        return []
-
-    def exception_handlers(self) -> dict[Any, Callable[..., Any]]:
-        """Starlette exception handlers, so that unknown paths and bad input get the real service's errors."""
-        return {}
-
-    def fault_response(self, status: int, message: str, headers: dict[str, str]) -> Response:
-        """The answer to an injected 5xx/429, shaped like the real service's."""
-        return JSONResponse({"message": message}, status_code=status, headers=headers)
-
-    async def start(self) -> None:
-        """Start background work (controllers, schedulers); called on the loop once every server listens."""
-
-    async def stop(self) -> None:
-        """Stop background work and end long-lived responses (watches)."""
-
-    @property
-    def url(self) -> str:
-        return self.runtime.urls[self.name]
-
-
-class Runtime:
-    """What every emulator shares. Lives on the sandbox's loop; touch it from other threads only through
-    ``Sandbox.call``/``Sandbox.run``."""
-
-    def __init__(self, scenario: Scenario, clock: Clock, urls: dict[str, str]) -> None:
-        self.scenario = scenario
-        self.clock = clock
-        self.urls = urls
-        self.faults: Faults = scenario.faults.model_copy(deep=True)
-        self.rng = random.Random(scenario.seed)
-        self.log = RequestLog()
-        self.emulators: dict[str, Emulator] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str | None = None) -> asyncio.Task[Any]:
-        """Start a background task that the sandbox cancels on shutdown."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def cancel_tasks(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    @property
-    def github(self) -> GitHubEmulator:
-        return self.emulators["github"]  # type: ignore[return-value]
-
-    @property
-    def awx(self) -> AwxEmulator:
-        return self.emulators["awx"]  # type: ignore[return-value]
-
-    @property
-    def registry(self) -> RegistryEmulator:
-        return self.emulators["registry"]  # type: ignore[return-value]
-
-    @property
-    def kubernetes(self) -> KubernetesEmulator:
-        return self.emulators["kubernetes"]  # type: ignore[return-value]
-
-
-def _emulator_classes() -> dict[str, type[Emulator]]:
-    from sandbox.awx import AwxEmulator
-    from sandbox.github import GitHubEmulator
-    from sandbox.kubernetes import KubernetesEmulator
-    from sandbox.registry import RegistryEmulator
-
-    return {
-        "github": GitHubEmulator,
-        "awx": AwxEmulator,
-        "registry": RegistryEmulator,
-        "kubernetes": KubernetesEmulator,
-    }
+    def all(self) -> list[Emulator]:
+        """Every emulator, in ``SERVICES`` order (the order they start and stop in)."""
+        return [getattr(self, name) for name in SERVICES]
 
 
 class Sandbox:
@@ -165,6 +97,10 @@ class Sandbox:
         self._sockets = {name: _bind(host, ports.get(name, DEFAULT_PORTS[name])) for name in SERVICES}
         urls = {name: f"http://{host}:{sock.getsockname()[1]}" for name, sock in self._sockets.items()}
         self.runtime = Runtime(self.scenario, self.clock, urls)
+        self.rng = random.Random(self.scenario.seed)
+        """The fault middleware's randomness (each emulator that needs its own seeds one from the scenario)."""
+        self.log = RequestLog()
+        self._emulators: Emulators | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -213,10 +149,9 @@ class Sandbox:
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         runtime = self.runtime
-        for name, cls in _emulator_classes().items():
-            runtime.emulators[name] = cls(runtime)
+        emulators = self._emulators = Emulators.compose(runtime)
         servers = []
-        for name, emulator in runtime.emulators.items():
+        for emulator in emulators.all():
             config = uvicorn.Config(
                 self._app(emulator),
                 log_level="warning",
@@ -227,14 +162,15 @@ class Sandbox:
             )
             server = uvicorn.Server(config)
             servers.append(server)
+            name = emulator.name
             runtime.spawn(server.serve(sockets=[self._sockets[name]]), name=f"serve-{name}")
         while not all(server.started for server in servers):
             await asyncio.sleep(0.01)
-        for emulator in runtime.emulators.values():
+        for emulator in emulators.all():
             await emulator.start()
         self._ready.set()
         await self._stopped.wait()
-        for emulator in runtime.emulators.values():
+        for emulator in emulators.all():
             with contextlib.suppress(Exception):
                 await emulator.stop()
         for server in servers:
@@ -257,10 +193,10 @@ class Sandbox:
         faulty = FaultMiddleware(
             app,
             settings=lambda: getattr(runtime.faults, emulator.name),
-            rng=runtime.rng,
+            rng=self.rng,
             respond=emulator.fault_response,
         )
-        return ExposeTransport(RequestLogMiddleware(faulty, emulator.name, runtime.log))
+        return ExposeTransport(RequestLogMiddleware(faulty, emulator.name, self.log))
 
     @staticmethod
     def _health(emulator: Emulator) -> Callable[[Request], Any]:
@@ -282,7 +218,7 @@ class Sandbox:
 
     async def _requests_endpoint(self, request: Request) -> Response:
         service = request.query_params.get("service")
-        return JSONResponse([r.as_dict() for r in self.runtime.log.records(service)])
+        return JSONResponse([r.as_dict() for r in self.log.records(service)])
 
     def _wait_until_answering(self, timeout: float) -> None:
         with httpx.Client(timeout=httpx.Timeout(5.0)) as client:
@@ -313,24 +249,30 @@ class Sandbox:
         return dict(self.runtime.urls)
 
     @property
+    def emulators(self) -> Emulators:
+        if self._emulators is None:
+            raise RuntimeError("the sandbox has not started")
+        return self._emulators
+
+    @property
     def github(self) -> GitHubEmulator:
-        return self.runtime.github
+        return self.emulators.github
 
     @property
     def awx(self) -> AwxEmulator:
-        return self.runtime.awx
+        return self.emulators.awx
 
     @property
     def registry(self) -> RegistryEmulator:
-        return self.runtime.registry
+        return self.emulators.registry
 
     @property
     def kubernetes(self) -> KubernetesEmulator:
-        return self.runtime.kubernetes
+        return self.emulators.kubernetes
 
     def requests(self, service: str | None = None) -> list[Any]:
         """The requests served so far (``RequestRecord``s), optionally of one service."""
-        return self.runtime.log.records(service)
+        return self.log.records(service)
 
     def set_faults(self, **sections: Any) -> Faults:
         """Merge fault settings, e.g. ``set_faults(github={"error_rate": 0.5}, crashloop=[...])``."""

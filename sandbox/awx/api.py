@@ -10,7 +10,7 @@ import base64
 import binascii
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -18,13 +18,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox.awx import models
-from sandbox.awx.jobs import LaunchError
-from sandbox.awx.models import AWX_VERSION, Job, Template, Urls
+from sandbox.awx.jobs import JobRunner, LaunchError
+from sandbox.awx.models import AWX_VERSION, Job, Organization, Template, Urls
 from sandbox.awx.output import colour, stdout_range
 from sandbox.awx.query import QueryError, filter_items, order_items, paginate, query_params
-
-if TYPE_CHECKING:
-    from sandbox.awx.emulator import AwxEmulator
+from sandbox.emulator import Runtime
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -101,10 +99,19 @@ LAUNCH_FIELDS = {
 }
 
 
+class ApiHost(Protocol):
+    """What the HTTP face needs of its emulator (``AwxEmulator`` is one)."""
+
+    runtime: Runtime
+    organizations: list[Organization]
+    templates: list[Template]
+    runner: JobRunner
+
+
 class AwxApi:
     """The HTTP face of one ``AwxEmulator``."""
 
-    def __init__(self, emulator: AwxEmulator) -> None:
+    def __init__(self, emulator: ApiHost) -> None:
         self.emulator = emulator
         scenario = emulator.runtime.scenario.awx
         self.urls = Urls(scenario.base_path if scenario.base_path.startswith("/") else "/" + scenario.base_path)
@@ -291,19 +298,20 @@ class AwxApi:
         if request.method == "OPTIONS":
             # the sandbox's templates come from the scenario: no POST (create)
             return self._options("job_templates", "Job Templates", "GET, HEAD, OPTIONS")
-        return self._list(request, [self._template_json(t) for t in self.emulator.templates], "name")
+        return self._list(request, [self.template_json(t) for t in self.emulator.templates], "name")
 
     def _template(self, request: Request) -> Template | None:
         return next((t for t in self.emulator.templates if t.id == request.path_params["id"]), None)
 
-    def _template_json(self, tpl: Template) -> dict[str, Any]:
+    def template_json(self, tpl: Template) -> dict[str, Any]:
+        """The template as ``GET job_templates/<id>/`` shows it."""
         return models.template_json(tpl, self.urls, list(self.emulator.runner.jobs.values()))
 
     async def job_template(self, request: Request) -> Response:
         if request.method == "OPTIONS":
             return self._options("job_templates", "Job Template Detail", "GET, HEAD, OPTIONS")
         tpl = self._template(request)
-        return ok(self._template_json(tpl)) if tpl else not_found()
+        return ok(self.template_json(tpl)) if tpl else not_found()
 
     async def launch(self, request: Request) -> Response:
         if request.method == "OPTIONS":

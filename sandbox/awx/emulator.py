@@ -15,7 +15,7 @@ from sandbox.awx.jobs import JobRunner
 from sandbox.awx.models import Organization, Template
 from sandbox.awx.output import stdout_range
 from sandbox.awx.playbooks import Kube
-from sandbox.runtime import Emulator, Runtime
+from sandbox.emulator import Emulator, Runtime
 
 KUBE_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
@@ -77,7 +77,7 @@ class AwxEmulator(Emulator):
 
     def template_list(self) -> list[dict[str, Any]]:
         """Every template as ``GET job_templates/<id>/`` shows it."""
-        return [self.api._template_json(t) for t in self.templates]
+        return [self.api.template_json(t) for t in self.templates]
 
     def jobs(self) -> list[dict[str, Any]]:
         """Every job as ``GET jobs/<id>/`` shows it, oldest first."""

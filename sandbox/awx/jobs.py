@@ -20,7 +20,7 @@ import yaml
 from sandbox.awx.models import Job, JobStatus, Template
 from sandbox.awx.output import PlaybookOutput
 from sandbox.awx.playbooks import Kube, Playbook, PlaybookFailed
-from sandbox.runtime import Runtime
+from sandbox.emulator import Runtime
 
 PENDING_SHARE = 0.3
 """The part of ``start_seconds`` a job spends ``pending`` (the task manager); the rest it is ``waiting``."""

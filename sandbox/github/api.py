@@ -13,14 +13,17 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from sandbox.emulator import Runtime
 from sandbox.github.errors import DOCS, ApiError, not_found
-from sandbox.github.state import ACTOR, CONCLUSIONS, RepoState, Run
+from sandbox.github.ratelimit import RateLimiter
+from sandbox.github.runs import Runner
+from sandbox.github.state import ACTOR, CONCLUSIONS, GitHubState, RepoState, Run
 from sandbox.github.views import (
     branch_json,
     commit_json,
@@ -32,9 +35,6 @@ from sandbox.github.views import (
     workflow_json,
 )
 
-if TYPE_CHECKING:
-    from sandbox.github import GitHubEmulator
-
 RATE_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
 WORKFLOW_DOCS = "https://docs.github.com/rest/actions/workflows"
 RUN_DOCS = "https://docs.github.com/rest/actions/workflow-runs"
@@ -43,6 +43,21 @@ ONE_JOB_DOCS = "https://docs.github.com/rest/actions/workflow-jobs#get-a-job-for
 SEARCH_LIMIT, GRAPHQL_LIMIT = 30, 5000
 """GitHub's per-minute search and per-hour GraphQL limits, reported by ``/rate_limit`` (neither is served here)."""
 DEFAULT_PER_PAGE, MAX_PER_PAGE = 30, 100
+
+
+class ApiHost(Protocol):
+    """What the HTTP side needs of its emulator (``GitHubEmulator`` is one)."""
+
+    runtime: Runtime
+    state: GitHubState
+    runner: Runner
+    limiter: RateLimiter
+    anonymous_limiter: RateLimiter
+
+    @property
+    def url(self) -> str: ...
+
+    def dispatch(self, repository: str, workflow_key: str, ref: str, inputs: dict[str, Any] | None = None) -> Run: ...
 
 
 @dataclass
@@ -60,7 +75,7 @@ async def not_found_handler(request: Request, exc: Exception) -> Response:
     return JSONResponse(ApiError(404, "Not Found").body(), status_code=404)
 
 
-def build_routes(emulator: GitHubEmulator) -> list[BaseRoute]:
+def build_routes(emulator: ApiHost) -> list[BaseRoute]:
     api = Api(emulator)
     repo = "/repos/{owner}/{repo}"
     table: list[tuple[str, str, Handler, str, bool]] = [
@@ -101,7 +116,7 @@ def build_routes(emulator: GitHubEmulator) -> list[BaseRoute]:
 class Api:
     """The handlers; each returns a ``Reply`` or raises ``ApiError``."""
 
-    def __init__(self, emulator: GitHubEmulator) -> None:
+    def __init__(self, emulator: ApiHost) -> None:
         self.emulator = emulator
 
     @property

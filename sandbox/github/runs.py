@@ -14,14 +14,12 @@ import asyncio
 import logging
 import re
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from sandbox.emulator import ImageStore, Runtime
 from sandbox.github.awxtrigger import AwxTriggerError, trigger_awx
 from sandbox.github.errors import ApiError
 from sandbox.github.state import Job, Run, Step, WorkflowState
-
-if TYPE_CHECKING:
-    from sandbox.github import GitHubEmulator
 
 logger = logging.getLogger(__name__)
 
@@ -86,12 +84,25 @@ def new_job(run_id: int, job_id: int, workflow: WorkflowState, created: datetime
     return Job(id=job_id, run_id=run_id, name="build", created_at=created, steps=steps)
 
 
-class Runner:
-    """Drives runs of one emulator."""
+class RunHost(Protocol):
+    """What a ``Runner`` needs of its emulator (``GitHubEmulator`` is one)."""
 
-    def __init__(self, emulator: GitHubEmulator) -> None:
+    runtime: Runtime
+
+    def notify_run(self, action: str, run: Run) -> None: ...
+
+    def dispatch(
+        self, repository: str, workflow_key: str, ref: str, inputs: dict[str, Any] | None, *, by_name: bool
+    ) -> Run: ...
+
+
+class Runner:
+    """Drives runs of one emulator; builds push their images to ``images``."""
+
+    def __init__(self, emulator: RunHost, images: ImageStore) -> None:
         self.emulator = emulator
         self.runtime = emulator.runtime
+        self.images = images
 
     # ------------------------------------------------------------ the life of a run
 
@@ -209,7 +220,7 @@ class Runner:
         assert image is not None
         tags = [substitute(tag, run.ref_name, run.inputs) for tag in (image.tag, *image.also_tags)]
         try:
-            run.image_digest = self.runtime.registry.push_image(image.name, tags)
+            run.image_digest = self.images.push_image(image.name, tags)
         except Exception as error:  # the registry emulator's failure fails the step, like a failed docker push
             raise StepFailed(f"pushing {image.name}:{tags[0]} failed: {error!r}") from error
         run.image_tags = tags

@@ -12,22 +12,22 @@ import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import yaml
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from sandbox.emulator import Runtime
 from sandbox.kubernetes import errors, objects, resources
 from sandbox.kubernetes.errors import ApiError
+from sandbox.kubernetes.kubelet import Kubelet
 from sandbox.kubernetes.patch import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, apply_patch
 from sandbox.kubernetes.resources import Resource
 from sandbox.kubernetes.selectors import field_selector, label_selector
+from sandbox.kubernetes.store import Store
 from sandbox.kubernetes.table import table
 from sandbox.kubernetes.watch import watch_response
-
-if TYPE_CHECKING:
-    from sandbox.kubernetes import KubernetesEmulator
 
 Obj = dict[str, Any]
 PUBLIC = {"/version", "/healthz", "/livez", "/readyz"}
@@ -45,10 +45,18 @@ class Target:
     watch_prefix: bool
 
 
+class ApiHost(Protocol):
+    """What the HTTP face needs of its emulator (``KubernetesEmulator`` is one)."""
+
+    runtime: Runtime
+    store: Store
+    kubelet: Kubelet
+
+
 class Api:
     """Dispatches every request of the emulator."""
 
-    def __init__(self, emulator: KubernetesEmulator) -> None:
+    def __init__(self, emulator: ApiHost) -> None:
         self.emulator = emulator
         self.store = emulator.store
 
@@ -238,7 +246,8 @@ class Api:
         )
 
     def _watch(self, request: Request, target: Target) -> Response:
-        return watch_response(self.emulator, request, target.resource, self._predicate(request, target))
+        predicate = self._predicate(request, target)
+        return watch_response(self.emulator.runtime, self.store, request, target.resource, predicate)
 
     # ------------------------------------------------------------ writes
 

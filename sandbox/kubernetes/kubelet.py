@@ -16,14 +16,12 @@ import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sandbox.clock import isoformat
+from sandbox.emulator import ImageStore, Runtime
 from sandbox.kubernetes.objects import REVISION_LABEL, Obj
 from sandbox.kubernetes.store import Store
-
-if TYPE_CHECKING:
-    from sandbox.runtime import Runtime
 
 NODE = "sandbox-node-1"
 HOST_IP = "10.0.0.10"
@@ -75,11 +73,12 @@ class _PodGone(Exception):
 
 
 class Kubelet:
-    """Runs one task per live pod and records every step in ``events``."""
+    """Runs one task per live pod and records every step in ``events``; pulls resolve tags in ``images``."""
 
-    def __init__(self, runtime: Runtime, store: Store) -> None:
+    def __init__(self, runtime: Runtime, store: Store, images: ImageStore) -> None:
         self.runtime = runtime
         self.store = store
+        self.images = images
         self.events: list[PodEvent] = []
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._next_ip = 1
@@ -209,7 +208,7 @@ class Kubelet:
         while True:
             missing = [n for n in names if n not in image_ids]
             for n in missing:
-                digest = self.runtime.registry.resolve(images[n])
+                digest = self.images.resolve(images[n])
                 if digest is not None:
                     image_ids[n] = digest
             missing = [n for n in names if n not in image_ids]

@@ -17,19 +17,17 @@ import json
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from sandbox.emulator import Runtime
 from sandbox.kubernetes import errors
 from sandbox.kubernetes.errors import status_object
 from sandbox.kubernetes.resources import Resource
-from sandbox.kubernetes.store import Change
+from sandbox.kubernetes.store import Change, Store
 from sandbox.kubernetes.table import table
-
-if TYPE_CHECKING:
-    from sandbox.kubernetes import KubernetesEmulator
 
 Obj = dict[str, Any]
 BOOKMARK_SECONDS = 5.0
@@ -54,10 +52,9 @@ def translate(change: Change, matches: Callable[[Obj], bool]) -> tuple[str, Obj]
 
 
 def watch_response(
-    emulator: KubernetesEmulator, request: Request, resource: Resource, matches: Callable[[Obj], bool]
+    runtime: Runtime, store: Store, request: Request, resource: Resource, matches: Callable[[Obj], bool]
 ) -> Response:
     """Start a watch (all validation happens here, before the 200)."""
-    store = emulator.store
     params = request.query_params
     rv_param = params.get("resourceVersion", "")
     timeout_text = params.get("timeoutSeconds")
@@ -103,7 +100,7 @@ def watch_response(
 
     def render(kind: str, obj: Obj) -> bytes:
         if as_table and kind in ("ADDED", "MODIFIED", "DELETED"):
-            obj = table(resource.plural, [obj], emulator.runtime.clock.now(), include, None)
+            obj = table(resource.plural, [obj], runtime.clock.now(), include, None)
         return (json.dumps({"type": kind, "object": obj}, separators=(",", ":")) + "\n").encode()
 
     def bookmark(initial_end: bool = False) -> bytes:
@@ -125,7 +122,7 @@ def watch_response(
                 yield bookmark(initial_end=True)
             while True:
                 now = time.monotonic()
-                expire = emulator.runtime.faults.watch_expire_seconds
+                expire = runtime.faults.watch_expire_seconds
                 if expire is not None and now - started >= expire:
                     store.compact()
                     return

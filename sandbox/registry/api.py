@@ -9,16 +9,18 @@ Every answer carries ``Docker-Distribution-API-Version: registry/2.0``.
 from __future__ import annotations
 
 import base64
+import random
 import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import parse_qs, quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from sandbox.clock import isoformat
-from sandbox.registry.auth import Access, parse_scopes, request_access, token_error
+from sandbox.emulator import Runtime
+from sandbox.registry.auth import Access, TokenService, parse_scopes, request_access, token_error
 from sandbox.registry.errors import API_VERSION_HEADER, JSON_TYPE, RegistryError, go_json, plain_response
 from sandbox.registry.reference import (
     DIGEST_SHAPE,
@@ -32,10 +34,7 @@ from sandbox.registry.reference import (
     digest_of,
     is_valid_digest,
 )
-from sandbox.registry.store import Manifest, Upload, new_uuid
-
-if TYPE_CHECKING:
-    from sandbox.registry import RegistryEmulator
+from sandbox.registry.store import Manifest, Store, Upload, new_uuid
 
 Handler = Callable[[Request, dict[str, str]], Awaitable[Response]]
 
@@ -69,10 +68,22 @@ def _empty(status: int, **headers: str) -> Response:
     return response
 
 
+class ApiHost(Protocol):
+    """What the HTTP side needs of its emulator (``RegistryEmulator`` is one)."""
+
+    runtime: Runtime
+    store: Store
+    tokens: TokenService
+    rng: random.Random
+
+    @property
+    def auth_mode(self) -> str: ...
+
+
 class RegistryApi:
     """Handlers bound to one emulator (its store, token service and clock)."""
 
-    def __init__(self, emulator: RegistryEmulator) -> None:
+    def __init__(self, emulator: ApiHost) -> None:
         self.emulator = emulator
         self.store = emulator.store
         self._handlers: dict[str, Handler] = {
