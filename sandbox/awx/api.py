@@ -59,8 +59,11 @@ LIST_FIELDS: dict[str, dict[str, dict[str, Any]]] = {
         "description": _field("string", "Description"),
         "organization": _field("id", "Organization"),
         "playbook": _field("string", "Playbook"),
+        # UnifiedJobTemplate.JOB_TEMPLATE_STATUS_CHOICES: the job statuses and "never updated"
         "status": _field(
-            "choice", "Status", choices=[["never updated", "Never Updated"], ["successful", "Successful"]]
+            "choice",
+            "Status",
+            choices=[[s.value, s.value.capitalize()] for s in models.JobStatus] + [["never updated", "Never Updated"]],
         ),
         "ask_variables_on_launch": _field("boolean", "Prompt for variables"),
         "allow_simultaneous": _field("boolean", "Allow simultaneous"),
@@ -118,6 +121,8 @@ class AwxApi:
         base = self.urls.base
         # the versions root is the base path's parent: /api/ for /api/v2/, /api/controller/ for /api/controller/v2/
         self.root = base[: base.rstrip("/").rfind("/") + 1]
+        self.installed = emulator.runtime.clock.now()
+        """When the objects that come with the install (the execution environments) were created."""
 
     # ------------------------------------------------------------ routes
 
@@ -138,6 +143,8 @@ class AwxApi:
             ("job_templates/{id:int}/launch/", self.launch, ["GET", "POST", "OPTIONS"]),
             ("job_templates/{id:int}/jobs/", self.template_jobs, ["GET", "OPTIONS"]),
             ("jobs/", self.jobs, ["GET", "OPTIONS"]),
+            ("execution_environments/", self.execution_environments, ["GET"]),
+            ("execution_environments/{id:int}/", self.execution_environment, ["GET"]),
             ("jobs/{id:int}/", self.job, ["GET", "OPTIONS"]),
             ("jobs/{id:int}/stdout/", self.stdout, ["GET"]),
             ("jobs/{id:int}/job_events/", self.job_events, ["GET", "OPTIONS"]),
@@ -208,7 +215,7 @@ class AwxApi:
         )
 
     async def v2_root(self, request: Request) -> Response:
-        names = ["ping", "config", "me", "organizations", "job_templates", "jobs"]
+        names = ["ping", "config", "me", "organizations", "job_templates", "jobs", "execution_environments"]
         return ok({name: self.urls(name) for name in names})
 
     async def ping(self, request: Request) -> Response:
@@ -298,14 +305,15 @@ class AwxApi:
         if request.method == "OPTIONS":
             # the sandbox's templates come from the scenario: no POST (create)
             return self._options("job_templates", "Job Templates", "GET, HEAD, OPTIONS")
-        return self._list(request, [self.template_json(t) for t in self.emulator.templates], "name")
+        templates = [self.template_json(t, detail=False) for t in self.emulator.templates]
+        return self._list(request, templates, "name")
 
     def _template(self, request: Request) -> Template | None:
         return next((t for t in self.emulator.templates if t.id == request.path_params["id"]), None)
 
-    def template_json(self, tpl: Template) -> dict[str, Any]:
-        """The template as ``GET job_templates/<id>/`` shows it."""
-        return models.template_json(tpl, self.urls, list(self.emulator.runner.jobs.values()))
+    def template_json(self, tpl: Template, *, detail: bool = True) -> dict[str, Any]:
+        """The template as ``GET job_templates/<id>/`` shows it (``detail=False``: as a list shows it)."""
+        return models.template_json(tpl, self.urls, list(self.emulator.runner.jobs.values()), detail=detail)
 
     async def job_template(self, request: Request) -> Response:
         if request.method == "OPTIONS":
@@ -342,7 +350,7 @@ class AwxApi:
             job, ignored = self.emulator.runner.launch(tpl, payload)
         except LaunchError as error:
             return ok(error.errors, 400)
-        launched: dict[str, Any] = {"job": job.id, "ignored_fields": ignored, **models.job_json(job, self.urls)}
+        launched = models.launched_json(job, ignored, self.urls)
         location = str(request.base_url).rstrip("/") + self.urls("jobs", job.id)
         return ok(launched, 201, {"Location": location})
 
@@ -353,13 +361,13 @@ class AwxApi:
         if tpl is None:
             return not_found()
         jobs = [j for j in self.emulator.runner.jobs.values() if j.template is tpl]
-        return self._list(request, [models.job_json(j, self.urls, detail=False) for j in jobs], "id")
+        return self._list(request, [models.job_json(j, self.urls, view="list") for j in jobs], "id")
 
     async def jobs(self, request: Request) -> Response:
         if request.method == "OPTIONS":
             return self._options("jobs", "Jobs", "GET, HEAD, OPTIONS")
         jobs = self.emulator.runner.jobs.values()
-        return self._list(request, [models.job_json(j, self.urls, detail=False) for j in jobs], "id")
+        return self._list(request, [models.job_json(j, self.urls, view="list") for j in jobs], "id")
 
     def _job(self, request: Request) -> Job | None:
         return self.emulator.runner.jobs.get(request.path_params["id"])
@@ -369,6 +377,16 @@ class AwxApi:
             return self._options("jobs", "Job Detail", "GET, HEAD, OPTIONS")
         job = self._job(request)
         return ok(models.job_json(job, self.urls)) if job else not_found()
+
+    async def execution_environments(self, request: Request) -> Response:
+        items = [models.execution_environment_json(e, self.urls, self.installed) for e in models.EXECUTION_ENVIRONMENTS]
+        return self._list(request, items, "name")
+
+    async def execution_environment(self, request: Request) -> Response:
+        ee = next((e for e in models.EXECUTION_ENVIRONMENTS if e.id == request.path_params["id"]), None)
+        if ee is None:
+            return not_found()
+        return ok(models.execution_environment_json(ee, self.urls, self.installed))
 
     async def stdout(self, request: Request) -> Response:
         job = self._job(request)

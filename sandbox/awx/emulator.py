@@ -102,4 +102,4 @@ class AwxEmulator(Emulator):
         if tpl is None:
             raise KeyError(name)
         job, ignored = self.runner.launch(tpl, {"extra_vars": extra_vars or {}})
-        return {"job": job.id, "ignored_fields": ignored, **models.job_json(job, self.api.urls)}
+        return models.launched_json(job, ignored, self.api.urls)

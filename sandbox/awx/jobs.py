@@ -132,6 +132,7 @@ class JobRunner:
         extra_vars, ignored = accept_launch(tpl, payload)
         now = self.runtime.clock.now()
         job = Job(id=len(self.jobs) + 1, template=tpl, extra_vars=extra_vars, created=now, modified=now)
+        job.launched_by = self.runtime.scenario.awx.username
         job.fault = self._take_fault(tpl.name)
         self.jobs[job.id] = job
         self._tasks[job.id] = self.runtime.spawn(self._life(job), name=f"awx-job-{job.id}")
@@ -200,6 +201,7 @@ class JobRunner:
                 await asyncio.Event().wait()  # never assigned: stays pending until canceled
             while self._blocked(job):
                 await self._wait_for_change()
+            job.assigned = True
             self._set(job, JobStatus.WAITING)
             await clock.sleep(spec.start_seconds * (1 - PENDING_SHARE))
             job.started = clock.now()

@@ -24,7 +24,12 @@ def banner(text: str) -> str:
 
 
 class PlaybookOutput:
-    """Appends events and lines to a job, counting ok/changed/failed for the recap."""
+    """Appends events and lines to a job, counting ok/changed/failed for the recap.
+
+    Each event's ``event_data`` carries what Ansible's callback gives AWX: the playbook, play and task (names and
+    uuids), the task's module, the host and the module's result; an event's ``parent_uuid`` is its task's, a task's
+    is its play's and a play's is the playbook's.
+    """
 
     def __init__(self, job: Job, next_event_id: Callable[[], int], now: Callable[[], Any]) -> None:
         self.job = job
@@ -32,8 +37,11 @@ class PlaybookOutput:
         self._now = now
         self.play = ""
         self.task = ""
+        self._playbook_uuid = ""
         self._play_uuid = ""
         self._task_uuid = ""
+        self._task_action = ""
+        self._task_started: Any = None
         self.ok = 0
         self.changed = 0
         self.failed = 0
@@ -55,21 +63,70 @@ class PlaybookOutput:
             task=self.task,
             **fields,
         )
+        record.event_data = {**self._context(), **record.event_data, "uuid": record.uuid}
         job.events.append(record)
         return record
 
+    def _context(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"playbook": self.job.template.playbook, "playbook_uuid": self._playbook_uuid}
+        if self.play:
+            data.update({"play": self.play, "play_uuid": self._play_uuid, "play_pattern": "localhost"})
+        if self.task:
+            data.update(
+                {
+                    "task": self.task,
+                    "task_uuid": self._task_uuid,
+                    "task_action": self._task_action,
+                    "resolved_action": self._task_action,
+                    "task_args": "",
+                    "task_path": f"/runner/project/{self.job.template.playbook}",
+                }
+            )
+        return data
+
+    def _host_data(self, res: dict[str, Any]) -> dict[str, Any]:
+        end = self._now()
+        started = self._task_started or end
+        return {
+            "host": "localhost",
+            "remote_addr": "localhost",
+            "res": res,
+            "start": started.isoformat(),
+            "end": end.isoformat(),
+            "duration": round((end - started).total_seconds(), 6),
+            "event_loop": None,
+        }
+
     def playbook_start(self) -> None:
-        self._emit("playbook_on_start", [], event_data={"playbook": self.job.template.playbook})
+        self._playbook_uuid = self._emit("playbook_on_start", []).uuid
 
     def play_start(self, name: str) -> None:
         self.play = name
-        self._play_uuid = self._emit("playbook_on_play_start", ["", banner(f"PLAY [{name}]")]).uuid
+        self._play_uuid = ""
+        record = self._emit(
+            "playbook_on_play_start",
+            ["", banner(f"PLAY [{name}]")],
+            parent_uuid=self._playbook_uuid,
+            event_data={"name": name, "pattern": "localhost"},
+        )
+        self._play_uuid = record.event_data["play_uuid"] = record.uuid
 
-    def task_start(self, name: str) -> None:
+    def task_start(self, name: str, action: str) -> None:
+        """A task starts (``playbook_on_task_start``) and runs on the host (``runner_on_start``, no output)."""
         self.task = name
-        self._task_uuid = self._emit(
-            "playbook_on_task_start", ["", banner(f"TASK [{name}]")], parent_uuid=self._play_uuid
-        ).uuid
+        self._task_action = action
+        self._task_uuid = ""
+        self._task_started = self._now()
+        record = self._emit(
+            "playbook_on_task_start",
+            ["", banner(f"TASK [{name}]")],
+            parent_uuid=self._play_uuid,
+            event_data={"name": name, "is_conditional": False},
+        )
+        self._task_uuid = record.event_data["task_uuid"] = record.uuid
+        self._emit(
+            "runner_on_start", [], host_name="localhost", parent_uuid=self._task_uuid, event_data={"host": "localhost"}
+        )
 
     def host_ok(self, *, changed: bool = False) -> None:
         self.ok += 1
@@ -81,7 +138,7 @@ class PlaybookOutput:
             host_name="localhost",
             changed=changed,
             parent_uuid=self._task_uuid,
-            event_data={"host": "localhost", "res": {"changed": changed}},
+            event_data=self._host_data({"changed": changed}),
         )
 
     def host_retry(self, retries_left: int) -> None:
@@ -90,6 +147,7 @@ class PlaybookOutput:
             [f"FAILED - RETRYING: [localhost]: {self.task} ({retries_left} retries left)."],
             host_name="localhost",
             parent_uuid=self._task_uuid,
+            event_data=self._host_data({"changed": False, "retries": retries_left + 1, "attempts": 1}),
         )
 
     def host_failed(self, msg: str, **result: Any) -> None:
@@ -101,10 +159,11 @@ class PlaybookOutput:
             host_name="localhost",
             failed=True,
             parent_uuid=self._task_uuid,
-            event_data={"host": "localhost", "res": res},
+            event_data={**self._host_data(res), "ignore_errors": None},
         )
 
     def recap(self) -> None:
+        self.play = ""
         self.task = ""
         counts = (
             f"ok={self.ok:<4} changed={self.changed:<4} unreachable=0    failed={self.failed:<4} "
@@ -115,10 +174,17 @@ class PlaybookOutput:
             ["", banner("PLAY RECAP"), f"{'localhost':<26} : {counts}", ""],
             failed=bool(self.failed),
             changed=bool(self.changed),
+            parent_uuid=self._playbook_uuid,
             event_data={
                 "ok": {"localhost": self.ok},
                 "changed": {"localhost": self.changed} if self.changed else {},
                 "failures": {"localhost": self.failed} if self.failed else {},
+                "dark": {},
+                "ignored": {},
+                "processed": {"localhost": 1},
+                "rescued": {},
+                "skipped": {},
+                "artifact_data": {},
             },
         )
 

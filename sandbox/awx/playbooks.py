@@ -92,7 +92,7 @@ class Playbook:
 
     def _check_tag(self) -> str:
         var = self.spec.image_var
-        self.out.task_start(f"Check that {var} is set")
+        self.out.task_start(f"Check that {var} is set", "ansible.builtin.assert")
         value = self.job.extra_vars.get(var)
         if value in (None, ""):
             self._fatal(f"The task includes an option with an undefined variable. The error was: '{var}' is undefined")
@@ -100,7 +100,7 @@ class Playbook:
         return str(value)
 
     async def _ensure_namespace(self) -> None:
-        self.out.task_start(f"Create the namespace {self.namespace}")
+        self.out.task_start(f"Create the namespace {self.namespace}", "kubernetes.core.k8s")
         found = await self._call(
             "GET", f"/api/v1/namespaces/{self.namespace}", what="Failed to retrieve requested object"
         )
@@ -112,7 +112,7 @@ class Playbook:
         self.out.host_ok(changed=True)
 
     async def _get_statefulset(self, *, allow_missing: bool) -> dict[str, Any] | None:
-        self.out.task_start(f"Get the StatefulSet {self.name}")
+        self.out.task_start(f"Get the StatefulSet {self.name}", "kubernetes.core.k8s_info")
         found = await self._call(
             "GET",
             _statefulset_path(self.namespace, self.name),
@@ -124,7 +124,7 @@ class Playbook:
 
     async def _change_pod_template(self, statefulset: dict[str, Any], tag: str) -> None:
         image = f"{self.spec.image}:{tag}"
-        self.out.task_start(f"Set the image {image} and the redeploy timestamp")
+        self.out.task_start(f"Set the image {image} and the redeploy timestamp", "kubernetes.core.k8s")
         if self.job.fault == "failed":
             self._fatal("Failed to patch object: sandbox fault: the playbook fails here", reason="", status=500)
         containers = statefulset.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
@@ -156,7 +156,7 @@ class Playbook:
         self.out.host_ok(changed=True)
 
     async def _create_statefulset(self, tag: str) -> None:
-        self.out.task_start(f"Create the StatefulSet {self.name}")
+        self.out.task_start(f"Create the StatefulSet {self.name}", "kubernetes.core.k8s")
         if self.job.fault == "failed":
             self._fatal("Failed to create object: sandbox fault: the playbook fails here", reason="", status=500)
         manifest = statefulset_manifest(
@@ -168,7 +168,7 @@ class Playbook:
         self.out.host_ok(changed=True)
 
     async def _wait_for_rollout(self) -> None:
-        self.out.task_start(f"Wait for the StatefulSet {self.name} to roll out")
+        self.out.task_start(f"Wait for the StatefulSet {self.name} to roll out", "kubernetes.core.k8s_info")
         # the job's own timeout ends the job first (AWX: "Job terminated due to timeout")
         retries = int(self.spec.timeout_seconds / POLL_SECONDS) + 1
         while True:
