@@ -27,7 +27,8 @@ from clients.errors import (
     LaunchRejected,
     NotFound,
 )
-from clients.http import DEFAULT_TIMEOUT, BasicAuth, HttpService, RetryPolicy, TokenAuth
+from clients.http import DEFAULT_TIMEOUT, BasicAuth, HttpService, TokenAuth
+from clients.retry import RetryPolicy
 from clients.waiting import Deadline, Poll, poll_until
 
 __all__ = ["AwxClient", "Job", "JobStatus", "JobTemplate", "OutputChunk"]

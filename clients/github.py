@@ -26,7 +26,8 @@ from clients.github_models import (
     Workflow,
     WorkflowRun,
 )
-from clients.http import DEFAULT_TIMEOUT, HttpService, RetryPolicy, TokenAuth, service_detail
+from clients.http import DEFAULT_TIMEOUT, HttpService, TokenAuth, service_detail
+from clients.retry import RetryPolicy
 from clients.waiting import Deadline, Poll, poll_until
 
 __all__ = [

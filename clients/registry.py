@@ -19,7 +19,8 @@ import httpx
 from pydantic import SecretStr
 
 from clients.errors import ApiError, ImageNotFound
-from clients.http import DEFAULT_TIMEOUT, HttpService, RetryPolicy
+from clients.http import DEFAULT_TIMEOUT, HttpService
+from clients.retry import RetryPolicy
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from clients.errors import ApiError, NotFound, RateLimited
-from clients.http import USER_AGENT, BasicAuth, HttpService, RetryPolicy, TokenAuth
+from clients.http import USER_AGENT, BasicAuth, HttpService, TokenAuth
+from clients.retry import RetryPolicy
 from tests.clients.routes import Routes, reply
 
 FAST = RetryPolicy(attempts=3, backoff_initial=0.01, backoff_max=0.02, jitter=0.0, max_retry_after=2.0)

@@ -15,7 +15,6 @@ import pytest
 from pydantic import SecretStr
 
 from clients.errors import ApiError, ImageNotFound
-from clients.http import RetryPolicy
 from clients.registry import (
     ACCEPT,
     MANIFEST_TYPES,
@@ -25,6 +24,7 @@ from clients.registry import (
     parse_challenge,
     parse_reference,
 )
+from clients.retry import RetryPolicy
 
 DIGEST = "sha256:" + "ab" * 32
 CANARY = "canary-Zx9-registry-secret"
