@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from clients.awx_models import parse_time
+from clients.timestamps import parse_time
 
 
 class RunStatus(StrEnum):
