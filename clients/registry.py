@@ -137,6 +137,19 @@ def parse_reference(reference: str) -> ImageReference:
     return ImageReference(registry, path, tag, digest or None)
 
 
+def image_digest(image_id: str) -> str | None:
+    """The manifest digest in a container's ``imageID`` (``containerStatuses[].imageID``), or None without one.
+
+    Runtimes write ``<repository>@sha256:...`` (containerd, CRI-O), ``docker-pullable://<repository>@sha256:...``
+    (Docker through dockershim or cri-dockerd) or ``docker://sha256:...`` (an image Docker did not pull by digest:
+    that is its local image ID, which no registry digest equals). The digest is what follows the last ``@``, after
+    any ``<scheme>://`` prefix; None when that is not a digest (an empty imageID, a bare tag).
+    """
+    text = image_id.strip().partition("://")[2] if "://" in image_id else image_id.strip()
+    digest = text.rpartition("@")[2]
+    return digest if _DIGEST.match(digest) else None
+
+
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     """``WWW-Authenticate: Bearer realm="...",service="...",scope="..."`` -> ``("bearer", {...})``."""
     scheme, _, params = header.strip().partition(" ")

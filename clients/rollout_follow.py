@@ -18,6 +18,7 @@ from typing import Any
 
 from clients.errors import ApiError, DeadlineExceeded, ImageMismatch, NotFound, RolloutStuck, WatchExpired
 from clients.kubernetes_api import Collection, KubernetesApi, ObjectList, Resource, WatchStream
+from clients.registry import image_digest
 from clients.rollout_events import (
     PodCreated,
     PodEvent,
@@ -444,8 +445,7 @@ class RolloutFollower:
             if not image_ids:
                 image_ids = {"(no container status)": ""}
             for container, image_id in image_ids.items():
-                # imageID is "<repository>@sha256:..." (containerd) or "docker-pullable://<repo>@sha256:...".
-                if not image_id.endswith(digest):
+                if image_digest(image_id) != digest:
                     raise ImageMismatch(
                         f"pod {ns}/{pod.name} (statefulset {ns}/{self.snapshot.name}) container {container} runs "
                         f"{image_id or 'no image yet'}, expected digest {digest}"

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import pytest
 
-from clients.errors import ApiError, NotFound, WatchExpired
+from clients.errors import ApiError, ImageMismatch, NotFound, WatchExpired
 from clients.kubernetes_api import Collection, KubernetesApi, ObjectList, Resource, WatchEvent
 from clients.rollout_events import PodGone, RolloutDone, RolloutEvent, RolloutSnapshot, SnapshotPod
 from clients.rollout_follow import Changed, Listed, RolloutFollower, WatchFailed
@@ -203,3 +203,28 @@ def test_messages_are_frozen_values() -> None:
         with pytest.raises(AttributeError):
             message.resource = Resource.STATEFULSETS  # type: ignore[misc]
     assert listed == Listed(Resource.PODS, ())
+
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+@pytest.mark.parametrize(
+    ("image_id", "expected", "matches"),
+    [
+        (f"docker-pullable://xchem/fragalysis-stack@{DIGEST}", DIGEST, True),
+        (f"docker.io/xchem/fragalysis-stack@{DIGEST}", DIGEST, True),
+        (f"docker.io/xchem/fragalysis-stack@{DIGEST}", "sha256:" + "cd" * 32, False),
+        (f"docker.io/xchem/fragalysis-stack@{DIGEST}", DIGEST[-20:], False),  # a tail of the digest is not it
+        ("docker.io/xchem/fragalysis-stack:latest", DIGEST, False),
+    ],
+)
+def test_the_expected_digest_is_compared_with_the_image_ids_digest(image_id: str, expected: str, matches: bool) -> None:
+    api = FakeApi()
+    running = pod("stack-0", "u0")
+    running["status"]["containerStatuses"] = [{"name": "stack", "imageID": image_id, "restartCount": 0}]
+    follow = follower(api, snapshot(statefulset(), [running]), require_change=False, expected_digest=expected)
+    if matches:
+        assert isinstance(list(follow)[-1], RolloutDone)
+    else:
+        with pytest.raises(ImageMismatch, match=f"expected digest {expected}"):
+            list(follow)
