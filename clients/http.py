@@ -132,11 +132,13 @@ class HttpService:
         expected: tuple[int, ...] = (200,),
         idempotent: bool | None = None,
         retry: RetryPolicy | None = None,
+        auth: httpx.Auth | None = None,
     ) -> httpx.Response:
         """Send a request and return the response whose status is in ``expected``.
 
         Idempotent requests (GET, HEAD, PUT, DELETE unless told otherwise) are retried on connection errors
-        and retryable statuses; others only on 429, which means the server did not act on them.
+        and retryable statuses; others only on 429, which means the server did not act on them. ``auth``
+        replaces the service's own for this request (e.g. a registry's token for one repository).
 
         Raises:
             RateLimited: the server asks for a longer wait than the policy's cap, or retries ran out on 429/403.
@@ -146,12 +148,13 @@ class HttpService:
         method = method.upper()
         policy = retry or self.retry
         is_idempotent = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        request_auth = httpx.USE_CLIENT_DEFAULT if auth is None else auth
 
         def send() -> httpx.Response:
             started = time.monotonic()
             try:
                 response = self._client.request(
-                    method, path, params=params, json=json, content=content, headers=headers
+                    method, path, params=params, json=json, content=content, headers=headers, auth=request_auth
                 )
             except httpx.TransportError as error:
                 elapsed = time.monotonic() - started
