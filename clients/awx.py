@@ -27,7 +27,7 @@ from clients.errors import (
     LaunchRejected,
     NotFound,
 )
-from clients.http import DEFAULT_TIMEOUT, BasicAuth, HttpService, TokenAuth
+from clients.http import DEFAULT_TIMEOUT, BasicAuth, Closable, HttpService, TokenAuth
 from clients.retry import RetryPolicy
 from clients.waiting import Deadline, Poll, poll_until
 
@@ -43,7 +43,7 @@ StatusCallback = Callable[[Job], None]
 OutputCallback = Callable[[list[str]], None]
 
 
-class AwxClient:
+class AwxClient(Closable):
     """A client of one AWX server's REST API v2.
 
     Args:
@@ -106,12 +106,6 @@ class AwxClient:
     def close(self) -> None:
         """Close the HTTP connections."""
         self._http.close()
-
-    def __enter__(self) -> AwxClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ------------------------------------------------------------ templates
 

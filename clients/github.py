@@ -26,8 +26,9 @@ from clients.github_models import (
     Workflow,
     WorkflowRun,
 )
-from clients.http import DEFAULT_TIMEOUT, HttpService, TokenAuth, service_detail
+from clients.http import DEFAULT_TIMEOUT, Closable, HttpService, TokenAuth, service_detail
 from clients.retry import RetryPolicy
+from clients.timestamps import format_time
 from clients.waiting import Deadline, Poll, poll_until
 
 __all__ = [
@@ -49,7 +50,7 @@ PER_PAGE = 100
 RunCallback = Callable[[WorkflowRun], None]
 
 
-class GitHubClient:
+class GitHubClient(Closable):
     """A client of the GitHub REST API (github.com or GitHub Enterprise Server).
 
     Args:
@@ -97,12 +98,6 @@ class GitHubClient:
     def close(self) -> None:
         """Close the HTTP connections."""
         self._http.close()
-
-    def __enter__(self) -> GitHubClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ------------------------------------------------------------ workflows
 
@@ -209,7 +204,7 @@ class GitHubClient:
             ) from None
 
     def _dispatched_runs(self, wf: Workflow, ref: str, since: datetime) -> list[WorkflowRun]:
-        created = ">=" + since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        created = ">=" + format_time(since)
         return list(self.runs(wf.repository, wf.id, event="workflow_dispatch", branch=_ref_name(ref), created=created))
 
     def _await_dispatched_run(
@@ -287,7 +282,7 @@ class GitHubClient:
             raise ValueError("find_run needs a head_sha or created_after")
         created = None
         if created_after is not None:
-            created = ">=" + created_after.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            created = ">=" + format_time(created_after)
         found = [
             run
             for run in self.runs(repo, workflow, head_sha=head_sha, event=event, branch=branch, created=created)

@@ -13,7 +13,7 @@ import logging
 import ssl
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 
 import httpx
 from pydantic import SecretStr
@@ -26,6 +26,19 @@ logger = logging.getLogger(__name__)
 USER_AGENT = "fragalysis-cd/0.1 (+https://github.com/xchem)"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+class Closable:
+    """A client that releases what it holds (connections) on ``close()``, and at the end of a ``with`` block."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class TokenAuth(httpx.Auth):
@@ -58,7 +71,7 @@ class BasicAuth(httpx.Auth):
         return f"BasicAuth(username={self.username!r}, password=**********)"
 
 
-class HttpService:
+class HttpService(Closable):
     """One service's HTTP client: base URL, auth, timeouts, TLS, retries and error mapping.
 
     Args:
@@ -107,12 +120,6 @@ class HttpService:
 
     def close(self) -> None:
         self._client.close()
-
-    def __enter__(self) -> HttpService:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def url(self, path: str) -> str:
         """The absolute URL of ``path`` (for messages and links)."""

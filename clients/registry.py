@@ -18,7 +18,7 @@ import httpx
 from pydantic import SecretStr
 
 from clients.errors import ApiError, ImageNotFound
-from clients.http import DEFAULT_TIMEOUT, BasicAuth, HttpService, TokenAuth
+from clients.http import DEFAULT_TIMEOUT, BasicAuth, Closable, HttpService, TokenAuth
 from clients.retry import RetryPolicy
 
 DOCKER_HUB = "docker.io"
@@ -165,7 +165,7 @@ class _Token:
     expires: float
 
 
-class RegistryClient:
+class RegistryClient(Closable):
     """Read image digests from an OCI registry (Docker Hub, GHCR, a private ``registry:2``).
 
     Args:
@@ -202,12 +202,6 @@ class RegistryClient:
     def __repr__(self) -> str:
         who = f"username={self.username!r}, password=**********" if self.username else "anonymous"
         return f"RegistryClient(base_url={self.base_url!r}, {who})"
-
-    def __enter__(self) -> RegistryClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         for service in self._services.values():

@@ -17,11 +17,13 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from clients.http import Closable
 from clients.kubernetes_api import STRATEGIC_MERGE, Collection, KubernetesApi, Resource
 from clients.retry import RetryPolicy
 from clients.rollout_events import RolloutEvent, RolloutReport, RolloutSnapshot, SnapshotPod
 from clients.rollout_follow import RolloutFollower
 from clients.rollout_state import RolloutState, rollout_state
+from clients.timestamps import format_time
 
 __all__ = ["RESTARTED_AT", "STRATEGIC_MERGE", "RolloutClient", "label_selector"]
 
@@ -46,7 +48,7 @@ def label_selector(selector: Mapping[str, Any]) -> str:
     return ",".join(parts)
 
 
-class RolloutClient:
+class RolloutClient(Closable):
     """Snapshot, restart and follow StatefulSet roll-outs.
 
     Args:
@@ -112,12 +114,6 @@ class RolloutClient:
     def close(self) -> None:
         self.api.close()
 
-    def __enter__(self) -> RolloutClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # ------------------------------------------------------------ reads
 
     def statefulset(self, namespace: str, name: str) -> dict[str, Any]:
@@ -178,7 +174,7 @@ class RolloutClient:
         The value has whole seconds, as kubectl writes it: a second restart within the same second changes
         nothing (no new revision). Pass ``at`` to choose the time.
         """
-        value = (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        value = format_time(at or datetime.now(UTC))
         body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: value}}}}}
         self.api.patch_statefulset(namespace, name, body)
         return value

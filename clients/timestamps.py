@@ -25,3 +25,17 @@ def parse_time(value: object) -> datetime | None:
     else:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def format_time(moment: datetime) -> str:
+    """``2026-11-26T11:18:49Z``: a moment in UTC with whole seconds, as kubectl writes ``restartedAt`` and
+    GitHub's search syntax takes it (a naive datetime is taken as UTC)."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    """The seconds from ``start`` to ``end``, or None when either is unknown."""
+    if start is None or end is None:
+        return None
+    return (end - start).total_seconds()
