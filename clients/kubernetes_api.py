@@ -123,27 +123,27 @@ class WatchStream:
         self._server = server
         self._watch = k8s_watch.Watch()  # type: ignore[no-untyped-call]
         self._response: Any = None
-        self._closed = threading.Event()
+        self._stop = threading.Event()
 
     def _send(self, *args: Any, **kwargs: Any) -> Any:  # the Watch calls this; no model type: events stay dicts
         response = self._call(*args, **kwargs)
         self._response = response
-        if self._closed.is_set():
+        if self._stop.is_set():
             self._shutdown(response)  # closed while the request was on its way
         return response
 
     def __iter__(self) -> Iterator[WatchEvent]:
-        if self._closed.is_set():
+        if self._stop.is_set():
             return
         events = self._watch.stream(self._send, **self._kwargs)  # type: ignore[no-untyped-call]
         try:
             with contextlib.closing(events):  # closing it closes the response at once
                 for event in events:
-                    if self._closed.is_set():
+                    if self._stop.is_set():
                         return
                     yield WatchEvent(str(event.get("type")), event.get("raw_object") or event.get("object") or {})
         except ApiException as error:
-            if self._closed.is_set():
+            if self._stop.is_set():
                 return
             if error.status == 410:
                 raise WatchExpired(
@@ -153,13 +153,13 @@ class WatchStream:
                 ) from None
             raise api_error(error, self._what, self._server) from None
         except Exception as error:  # urllib3's errors (ProtocolError, ...) share no base with ours
-            if self._closed.is_set():
+            if self._stop.is_set():
                 return
             raise api_error(error, self._what, self._server) from error
 
     def close(self) -> None:
         """End the stream (from any thread): the iteration stops without an error."""
-        self._closed.set()
+        self._stop.set()
         if self._response is not None:
             self._shutdown(self._response)
 

@@ -1,5 +1,6 @@
-"""Following a roll-out: two watch threads (the StatefulSet, its pods) feed one queue; ``RolloutFollower`` turns
-what they see into ``rollout_state`` and progress events, with a deadline, a stuck-pod grace and a digest check.
+"""Following a roll-out: two watch threads (the StatefulSet, its pods) put typed messages (``Listed``, ``Changed``,
+``WatchFailed``) on one queue; ``RolloutFollower`` turns them into ``rollout_state`` and progress events, with a
+deadline, a stuck-pod grace and a digest check. The threads use ``KubernetesApi``'s public ``list`` and ``watch``.
 
 List+watch from a resourceVersion as kr8s and client-go do: a stream that ends is resumed from the last
 resourceVersion, and ``410 Gone`` (an HTTP 410, or an ERROR event with code 410) means list again (FACTS.md
