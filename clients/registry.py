@@ -144,7 +144,9 @@ def image_digest(image_id: str) -> str | None:
     that is its local image ID, which no registry digest equals). The digest is what follows the last ``@``, after
     any ``<scheme>://`` prefix; None when that is not a digest (an empty imageID, a bare tag).
     """
-    text = image_id.strip().partition("://")[2] if "://" in image_id else image_id.strip()
+    text = image_id.strip()
+    if "://" in text:
+        text = text.partition("://")[2]
     digest = text.rpartition("@")[2]
     return digest if _DIGEST.match(digest) else None
 
