@@ -27,8 +27,9 @@ from clients.errors import (
     LaunchRejected,
     NotFound,
 )
-from clients.http import DEFAULT_TIMEOUT, BasicAuth, HttpService, RetryPolicy, TokenAuth
-from clients.waiting import Deadline, Poll
+from clients.http import DEFAULT_TIMEOUT, BasicAuth, Closable, HttpService, TokenAuth
+from clients.retry import RetryPolicy
+from clients.waiting import Deadline, Poll, poll_until
 
 __all__ = ["AwxClient", "Job", "JobStatus", "JobTemplate", "OutputChunk"]
 
@@ -42,7 +43,7 @@ StatusCallback = Callable[[Job], None]
 OutputCallback = Callable[[list[str]], None]
 
 
-class AwxClient:
+class AwxClient(Closable):
     """A client of one AWX server's REST API v2.
 
     Args:
@@ -105,12 +106,6 @@ class AwxClient:
     def close(self) -> None:
         """Close the HTTP connections."""
         self._http.close()
-
-    def __enter__(self) -> AwxClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ------------------------------------------------------------ templates
 
@@ -265,15 +260,12 @@ class AwxClient:
 
         A failed look-up raises: when we cannot tell whether the launch happened we must not launch again.
         """
-        deadline = Deadline(self.launch_lookup_seconds)
-        poll = Poll(initial=0.25, factor=2.0, cap=2.0)
-        while True:
+
+        def newest() -> Job | None:
             found = self.jobs_since(template, since, extra_vars)
-            if found:
-                return found[0]
-            if deadline.expired:
-                return None
-            deadline.sleep(poll.next())
+            return found[0] if found else None
+
+        return poll_until(newest, Deadline(self.launch_lookup_seconds), Poll(initial=0.25, factor=2.0, cap=2.0))
 
     # ------------------------------------------------------------ jobs
 
@@ -315,22 +307,22 @@ class AwxClient:
         Raises:
             DeadlineExceeded: no such job appeared before the deadline.
         """
-        deadline = Deadline(deadline_seconds)
-        poll = poll or Poll(initial=1.0, factor=1.5, cap=10.0)
-        while True:
+
+        def first() -> Job | None:
             jobs = self.jobs_since(template, since, extra_vars)
-            if jobs:
-                return jobs[-1]
-            if deadline.expired:
-                template_id = template.id if isinstance(template, JobTemplate) else template
-                url = self._http.url(self._api(f"job_templates/{template_id}/jobs/"))
-                wanted = f" with {dict(extra_vars)}" if extra_vars else ""
-                raise DeadlineExceeded(
-                    f"no AWX job of template {template_id}{wanted} was launched after {since.isoformat()} within "
-                    f"{deadline_seconds:.0f} s ({url})",
-                    url=url,
-                )
-            deadline.sleep(poll.next())
+            return jobs[-1] if jobs else None
+
+        job = poll_until(first, Deadline(deadline_seconds), poll or Poll(initial=1.0, factor=1.5, cap=10.0))
+        if job is not None:
+            return job
+        template_id = template.id if isinstance(template, JobTemplate) else template
+        url = self._http.url(self._api(f"job_templates/{template_id}/jobs/"))
+        wanted = f" with {dict(extra_vars)}" if extra_vars else ""
+        raise DeadlineExceeded(
+            f"no AWX job of template {template_id}{wanted} was launched after {since.isoformat()} within "
+            f"{deadline_seconds:.0f} s ({url})",
+            url=url,
+        )
 
     def follow(
         self,
@@ -365,32 +357,34 @@ class AwxClient:
             JobFailed: it ended failed, error or canceled (status, explanation, URL and the output's tail).
             DeadlineExceeded: it had not finished by the deadline (names the job URL and its last status).
         """
-        deadline = Deadline(deadline_seconds)
         poll = poll or Poll(initial=0.5, factor=1.5, cap=5.0)
-        current = self.job(job)
-        last_status: JobStatus | None = None
+        job_id = job.id if isinstance(job, Job) else job
+        last: list[Job] = []  # the job as last read (a list, so that the check can replace it)
         next_line = 0
-        while True:
-            if current.status != last_status:
-                last_status = current.status
+
+        def finished() -> Job | None:
+            nonlocal next_line
+            current = self.job(job_id)
+            if not last or current.status != last[0].status:
                 poll.reset()
                 if on_status is not None:
                     on_status(current)
+            last[:] = [current]
             if on_output is not None and current.status not in (JobStatus.NEW, JobStatus.PENDING):
                 next_line = self._stream(current, next_line, on_output)
-            if current.status.finished:
-                break
-            if stop is not None and stop.is_set():
-                return current
-            if deadline.expired:
-                raise DeadlineExceeded(
-                    f"AWX job {current.id} ({current.name}) was still {current.status} after "
-                    f"{deadline_seconds:.0f} s: {current.ui_url}",
-                    url=current.ui_url,
-                    last_status=str(current.status),
-                )
-            deadline.sleep(poll.next(), stop)
-            current = self.job(current.id)
+            return current if current.status.finished else None
+
+        ended = poll_until(finished, Deadline(deadline_seconds), poll, stop)
+        current = last[0]
+        if ended is None and stop is not None and stop.is_set():
+            return current
+        if ended is None:
+            raise DeadlineExceeded(
+                f"AWX job {current.id} ({current.name}) was still {current.status} after "
+                f"{deadline_seconds:.0f} s: {current.ui_url}",
+                url=current.ui_url,
+                last_status=str(current.status),
+            )
         if on_output is not None or not current.status.succeeded:
             current = self._await_events(current, output_wait_seconds)
         if on_output is not None:
@@ -413,12 +407,15 @@ class AwxClient:
 
     def _await_events(self, job: Job, seconds: float) -> Job:
         """Poll until AWX has stored every output event (``event_processing_finished``), for at most ``seconds``."""
-        deadline = Deadline(seconds)
-        poll = Poll(initial=0.25, factor=1.5, cap=2.0)
-        while job.event_processing_finished is False and not deadline.expired:
-            deadline.sleep(poll.next())
-            job = self.job(job.id)
-        return job
+        if job.event_processing_finished is not False:
+            return job
+        last = [job]  # the job as last read (a list, so that the check can replace it)
+
+        def processed() -> Job | None:
+            last[:] = [self.job(job.id)]
+            return last[0] if last[0].event_processing_finished is not False else None
+
+        return poll_until(processed, Deadline(seconds), Poll(initial=0.25, factor=1.5, cap=2.0)) or last[0]
 
     def _stream(self, job: Job, start_line: int, on_output: OutputCallback) -> int:
         for chunk in self.iter_output(job, start_line):
@@ -502,10 +499,11 @@ class AwxClient:
             logger.info("AWX job %s can no longer be canceled", job_id)
             return False
         if wait_seconds is not None:
-            deadline = Deadline(wait_seconds)
-            poll = Poll(initial=0.25, factor=1.5, cap=2.0)
-            while not self.job(job_id).status.finished and not deadline.expired:
-                deadline.sleep(poll.next())
+            poll_until(
+                lambda: True if self.job(job_id).status.finished else None,
+                Deadline(wait_seconds),
+                Poll(initial=0.25, factor=1.5, cap=2.0),
+            )
         return True
 
     # ------------------------------------------------------------ helpers

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from clients.timestamps import parse_time
+
 
 class JobStatus(StrEnum):
     """The status of an AWX job (``GET jobs/<id>/`` -> ``status``)."""
@@ -153,13 +155,6 @@ class OutputChunk:
     start: int
     end: int
     absolute_end: int
-
-
-def parse_time(value: object) -> datetime | None:
-    """An AWX or GitHub timestamp (RFC 3339, ``Z`` or offset, with or without fractions), or None."""
-    if not value or not isinstance(value, str):
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def parse_vars(value: object) -> dict[str, Any]:

@@ -48,6 +48,10 @@ class NotFound(ApiError):
     """The remote object does not exist (a template name, a workflow, a run, a StatefulSet)."""
 
 
+class WatchExpired(ApiError):
+    """A Kubernetes watch's resourceVersion is too old (410 Gone): list again and watch from the new one."""
+
+
 class AmbiguousName(ClientError):
     """A name matched more than one remote object (e.g. AWX templates in two organisations)."""
 

@@ -26,8 +26,10 @@ from clients.github_models import (
     Workflow,
     WorkflowRun,
 )
-from clients.http import DEFAULT_TIMEOUT, HttpService, RetryPolicy, TokenAuth, service_detail
-from clients.waiting import Deadline, Poll
+from clients.http import DEFAULT_TIMEOUT, Closable, HttpService, TokenAuth, service_detail
+from clients.retry import RetryPolicy
+from clients.timestamps import format_time
+from clients.waiting import Deadline, Poll, poll_until
 
 __all__ = [
     "Commit",
@@ -48,7 +50,7 @@ PER_PAGE = 100
 RunCallback = Callable[[WorkflowRun], None]
 
 
-class GitHubClient:
+class GitHubClient(Closable):
     """A client of the GitHub REST API (github.com or GitHub Enterprise Server).
 
     Args:
@@ -96,12 +98,6 @@ class GitHubClient:
     def close(self) -> None:
         """Close the HTTP connections."""
         self._http.close()
-
-    def __enter__(self) -> GitHubClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ------------------------------------------------------------ workflows
 
@@ -208,25 +204,26 @@ class GitHubClient:
             ) from None
 
     def _dispatched_runs(self, wf: Workflow, ref: str, since: datetime) -> list[WorkflowRun]:
-        created = ">=" + since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        created = ">=" + format_time(since)
         return list(self.runs(wf.repository, wf.id, event="workflow_dispatch", branch=_ref_name(ref), created=created))
 
     def _await_dispatched_run(
         self, wf: Workflow, ref: str, since: datetime, known: set[int], deadline: Deadline, poll: Poll | None
     ) -> WorkflowRun:
-        poll = poll or Poll(initial=1.0, factor=1.5, cap=5.0)
-        while True:
+
+        def oldest_new() -> WorkflowRun | None:
             fresh = [run for run in self._dispatched_runs(wf, ref, since) if run.id not in known]
-            if fresh:
-                # the oldest new one is ours: a later dispatch by someone else cannot have been created first
-                return min(fresh, key=lambda run: (run.created_at or since, run.id))
-            if deadline.expired:
-                raise DeadlineExceeded(
-                    f"GitHub accepted the dispatch of workflow {wf.name!r} ({wf.file}) of {wf.repository} at {ref}, "
-                    f"but no new workflow_dispatch run appeared within {deadline.seconds:.0f} s",
-                    url=self._http.url(f"/repos/{wf.repository}/actions/workflows/{wf.id}/runs"),
-                )
-            deadline.sleep(poll.next())
+            # the oldest new one is ours: a later dispatch by someone else cannot have been created first
+            return min(fresh, key=lambda run: (run.created_at or since, run.id)) if fresh else None
+
+        run = poll_until(oldest_new, deadline, poll or Poll(initial=1.0, factor=1.5, cap=5.0))
+        if run is not None:
+            return run
+        raise DeadlineExceeded(
+            f"GitHub accepted the dispatch of workflow {wf.name!r} ({wf.file}) of {wf.repository} at {ref}, "
+            f"but no new workflow_dispatch run appeared within {deadline.seconds:.0f} s",
+            url=self._http.url(f"/repos/{wf.repository}/actions/workflows/{wf.id}/runs"),
+        )
 
     def _dispatch_refused(self, wf: Workflow, ref: str, path: str, response: httpx.Response) -> ApiError:
         url = self._http.url(path)
@@ -285,7 +282,7 @@ class GitHubClient:
             raise ValueError("find_run needs a head_sha or created_after")
         created = None
         if created_after is not None:
-            created = ">=" + created_after.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            created = ">=" + format_time(created_after)
         found = [
             run
             for run in self.runs(repo, workflow, head_sha=head_sha, event=event, branch=branch, created=created)
@@ -314,22 +311,20 @@ class GitHubClient:
             DeadlineExceeded: none appeared before the deadline.
         """
         wf: str | int | Workflow = self.workflow(repo, workflow) if not isinstance(workflow, Workflow) else workflow
-        deadline = Deadline(deadline_seconds)
-        poll = poll or Poll(initial=2.0, factor=1.5, cap=15.0)
-        while True:
-            run = self.find_run(repo, wf, head_sha, event=event, branch=branch, created_after=created_after)
-            if run is not None:
-                return run
-            if deadline.expired:
-                name = wf.name if isinstance(wf, Workflow) else str(workflow)
-                url = self._http.url(f"/repos/{repo}/actions/workflows/{self._workflow_key(repo, wf)}/runs")
-                which = f"commit {head_sha[:12]}" if head_sha else f"a run created since {created_after}"
-                raise DeadlineExceeded(
-                    f"no run of workflow {name!r} of {repo} for {which} appeared within "
-                    f"{deadline_seconds:.0f} s ({url})",
-                    url=url,
-                )
-            deadline.sleep(poll.next())
+        run = poll_until(
+            lambda: self.find_run(repo, wf, head_sha, event=event, branch=branch, created_after=created_after),
+            Deadline(deadline_seconds),
+            poll or Poll(initial=2.0, factor=1.5, cap=15.0),
+        )
+        if run is not None:
+            return run
+        name = wf.name if isinstance(wf, Workflow) else str(workflow)
+        url = self._http.url(f"/repos/{repo}/actions/workflows/{self._workflow_key(repo, wf)}/runs")
+        which = f"commit {head_sha[:12]}" if head_sha else f"a run created since {created_after}"
+        raise DeadlineExceeded(
+            f"no run of workflow {name!r} of {repo} for {which} appeared within {deadline_seconds:.0f} s ({url})",
+            url=url,
+        )
 
     def follow_run(
         self,
@@ -351,34 +346,35 @@ class GitHubClient:
             BuildFailed: it completed with another conclusion (names the run URL, the failing job and step).
             DeadlineExceeded: it had not completed by the deadline (names the run URL and its last status).
         """
-        deadline = Deadline(deadline_seconds)
         poll = poll or Poll(initial=1.0, factor=1.5, cap=10.0)
         path = f"/repos/{run.repository}/actions/runs/{run.id}"
         etag: str | None = None
-        current = run
-        last: tuple[RunStatus, RunConclusion | None] | None = None
-        while True:
+        last: list[WorkflowRun] = []  # the run as last read (a list, so that the check can replace it)
+
+        def completed() -> WorkflowRun | None:
+            nonlocal etag
+            current = last[0] if last else run
             headers = {"If-None-Match": etag} if etag else None
             response = self._http.request("GET", path, headers=headers, expected=(200, 304))
             if response.status_code == 200:
                 current = WorkflowRun.from_api(response.json(), run.repository)
                 etag = response.headers.get("etag") or etag
-            state = (current.status, current.conclusion)
-            if state != last:
-                last = state
+            if not last or (current.status, current.conclusion) != (last[0].status, last[0].conclusion):
                 poll.reset()
                 if on_status is not None:
                     on_status(current)
-            if current.status.finished:
-                break
-            if deadline.expired:
-                raise DeadlineExceeded(
-                    f"GitHub Actions run {current.describe()} was still {current.status} after "
-                    f"{deadline_seconds:.0f} s: {current.html_url}",
-                    url=current.html_url,
-                    last_status=str(current.status),
-                )
-            deadline.sleep(poll.next())
+            last[:] = [current]
+            return current if current.status.finished else None
+
+        current = poll_until(completed, Deadline(deadline_seconds), poll)
+        if current is None:
+            current = last[0]
+            raise DeadlineExceeded(
+                f"GitHub Actions run {current.describe()} was still {current.status} after "
+                f"{deadline_seconds:.0f} s: {current.html_url}",
+                url=current.html_url,
+                last_status=str(current.status),
+            )
         if current.conclusion is not None and current.conclusion.succeeded:
             return current
         raise self._build_failed(current)

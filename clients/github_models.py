@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from clients.awx_models import parse_time
+from clients.timestamps import parse_time, seconds_between
 
 
 class RunStatus(StrEnum):
@@ -174,9 +174,7 @@ class Step:
     @property
     def seconds(self) -> float | None:
         """How long it ran, when it has finished."""
-        if self.started_at is None or self.completed_at is None:
-            return None
-        return (self.completed_at - self.started_at).total_seconds()
+        return seconds_between(self.started_at, self.completed_at)
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> Step:
@@ -206,9 +204,7 @@ class RunJob:
     @property
     def seconds(self) -> float | None:
         """How long it ran, when it has finished."""
-        if self.started_at is None or self.completed_at is None:
-            return None
-        return (self.completed_at - self.started_at).total_seconds()
+        return seconds_between(self.started_at, self.completed_at)
 
     @property
     def failing_step(self) -> Step | None:

@@ -3,26 +3,23 @@
 One ``httpx.Client`` per service with explicit timeouts (never ``None``), TLS verification on by default (a CA
 bundle can be given), a ``User-Agent``, bounded retries with jittered exponential backoff for idempotent requests
 (connection errors, 408/425/429/5xx) that honour ``Retry-After`` and GitHub's rate-limit reset up to a cap
-(past it: ``RateLimited``), and logging of method, path, status and time only (never headers or bodies).
-Retries use tenacity rather than a home-made loop.
+(past it: ``RateLimited``), as ``clients.retry.RetryPolicy`` decides, and logging of method, path, status and time
+only (never headers or bodies).
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import ssl
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Self
 
 import httpx
 from pydantic import SecretStr
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from clients.errors import ApiError, NotFound, RateLimited
+from clients.retry import RATE_LIMIT_STATUSES, Retry, RetryPolicy, requested_wait
 
 logger = logging.getLogger(__name__)
 
@@ -31,34 +28,17 @@ DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How requests are retried.
+class Closable:
+    """A client that releases what it holds (connections) on ``close()``, and at the end of a ``with`` block."""
 
-    Attributes:
-        attempts: tries in all, the first included.
-        backoff_initial: the first backoff in seconds; it doubles each time up to ``backoff_max``.
-        backoff_max: the longest backoff between two tries.
-        jitter: up to this fraction of a backoff is added at random.
-        max_retry_after: the longest ``Retry-After`` (or rate-limit reset) the client will wait; a longer one
-            raises ``RateLimited`` at once.
-        statuses: answers that are retried (for idempotent requests; non-idempotent ones only on 429).
-    """
+    def close(self) -> None:
+        raise NotImplementedError
 
-    attempts: int = 4
-    backoff_initial: float = 0.5
-    backoff_max: float = 8.0
-    jitter: float = 0.5
-    max_retry_after: float = 60.0
-    statuses: frozenset[int] = field(default_factory=lambda: frozenset({408, 425, 429, 500, 502, 503, 504}))
+    def __enter__(self) -> Self:
+        return self
 
-    def backoff(self, attempt: int) -> float:
-        """The wait before try ``attempt + 1`` (``attempt`` counts from 1)."""
-        base: float = min(self.backoff_max, self.backoff_initial * 2.0 ** (attempt - 1))
-        return base * (1.0 + random.uniform(0.0, self.jitter))
-
-
-NO_RETRY = RetryPolicy(attempts=1)
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class TokenAuth(httpx.Auth):
@@ -91,16 +71,7 @@ class BasicAuth(httpx.Auth):
         return f"BasicAuth(username={self.username!r}, password=**********)"
 
 
-class _Retry(Exception):
-    """A retryable outcome: a connection error or a retryable status."""
-
-    def __init__(self, reason: str, *, response: httpx.Response | None = None, wait: float | None = None) -> None:
-        super().__init__(reason)
-        self.response = response
-        self.wait = wait
-
-
-class HttpService:
+class HttpService(Closable):
     """One service's HTTP client: base URL, auth, timeouts, TLS, retries and error mapping.
 
     Args:
@@ -150,12 +121,6 @@ class HttpService:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> HttpService:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def url(self, path: str) -> str:
         """The absolute URL of ``path`` (for messages and links)."""
         if path.startswith(("http://", "https://")):
@@ -174,11 +139,13 @@ class HttpService:
         expected: tuple[int, ...] = (200,),
         idempotent: bool | None = None,
         retry: RetryPolicy | None = None,
+        auth: httpx.Auth | None = None,
     ) -> httpx.Response:
         """Send a request and return the response whose status is in ``expected``.
 
         Idempotent requests (GET, HEAD, PUT, DELETE unless told otherwise) are retried on connection errors
-        and retryable statuses; others only on 429, which means the server did not act on them.
+        and retryable statuses; others only on 429, which means the server did not act on them. ``auth``
+        replaces the service's own for this request (e.g. a registry's token for one repository).
 
         Raises:
             RateLimited: the server asks for a longer wait than the policy's cap, or retries ran out on 429/403.
@@ -188,100 +155,51 @@ class HttpService:
         method = method.upper()
         policy = retry or self.retry
         is_idempotent = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
-        last: dict[str, Any] = {}
+        request_auth = httpx.USE_CLIENT_DEFAULT if auth is None else auth
 
-        def attempt() -> httpx.Response:
+        def send() -> httpx.Response:
             started = time.monotonic()
             try:
                 response = self._client.request(
-                    method, path, params=params, json=json, content=content, headers=headers
+                    method, path, params=params, json=json, content=content, headers=headers, auth=request_auth
                 )
             except httpx.TransportError as error:
-                logger.info(
-                    "%s %s %s -> %s after %.3fs",
-                    self.service,
-                    method,
-                    path,
-                    type(error).__name__,
-                    time.monotonic() - started,
-                )
-                last["error"] = error
-                if is_idempotent:
-                    raise _Retry(type(error).__name__) from error
-                raise self._no_answer(method, path, error) from error
-            logger.info(
-                "%s %s %s -> %s in %.3fs", self.service, method, path, response.status_code, time.monotonic() - started
-            )
-            if response.status_code in expected:
+                elapsed = time.monotonic() - started
+                logger.info("%s %s %s -> %s after %.3fs", self.service, method, path, type(error).__name__, elapsed)
+                no_answer = self._no_answer(method, path, error)
+                if policy.should_retry(None, idempotent=is_idempotent):
+                    raise Retry(no_answer) from error
+                raise no_answer from error
+            elapsed = time.monotonic() - started
+            logger.info("%s %s %s -> %s in %.3fs", self.service, method, path, response.status_code, elapsed)
+            status = response.status_code
+            if status in expected:
                 return response
-            wait = self._rate_limit_wait(response)
-            if wait is not None and wait > policy.max_retry_after:
-                raise self._rate_limited(method, path, response, wait)
-            retryable = response.status_code in policy.statuses or wait is not None
-            # A non-idempotent request is repeated only when the server says it did not act on it: 429, or
-            # GitHub's 403 rate limit. A 503 with Retry-After may follow work done (e.g. an AWX launch).
-            not_acted = response.status_code == 429 or (wait is not None and response.status_code == 403)
-            if retryable and (is_idempotent or not_acted):
-                response.read()
-                raise _Retry(f"status {response.status_code}", response=response, wait=wait)
+            wait = requested_wait(status, response.headers)
+            if wait is not None and policy.waits_too_long(wait):
+                raise self._rate_limited(method, path, response, wait, policy)
+            if policy.should_retry(status, idempotent=is_idempotent, wait=wait):
+                if status in RATE_LIMIT_STATUSES:
+                    raise Retry(self._rate_limited(method, path, response, wait or 0.0, policy), wait)
+                raise Retry(self.error_for(method, path, response), wait)
             raise self.error_for(method, path, response)
 
-        retrying = Retrying(
-            stop=stop_after_attempt(policy.attempts),
-            wait=lambda state: self._wait(policy, state),
-            retry=retry_if_exception(lambda error: isinstance(error, _Retry)),
-            reraise=True,
-        )
-        try:
-            return retrying(attempt)
-        except _Retry as final:
-            if final.response is None:
-                raise self._no_answer(method, path, last.get("error")) from final
-            if final.response.status_code in (403, 429):
-                raise self._rate_limited(method, path, final.response, final.wait or 0.0) from None
-            raise self.error_for(method, path, final.response) from None
+        return policy.call(send)
 
     def get_json(self, path: str, *, params: Mapping[str, Any] | None = None) -> Any:
         return self.request("GET", path, params=params).json()
 
     # ---------------------------------------------------------------- helpers
 
-    @staticmethod
-    def _wait(policy: RetryPolicy, state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, _Retry) and error.wait is not None:
-            return error.wait
-        return policy.backoff(state.attempt_number)
-
-    @staticmethod
-    def _rate_limit_wait(response: httpx.Response) -> float | None:
-        """Seconds the server asks us to wait: ``Retry-After`` (seconds or a date), or GitHub's exhausted
-        primary limit (403/429 with ``x-ratelimit-remaining: 0``: wait until ``x-ratelimit-reset``)."""
-        if response.status_code not in (403, 429, 503):
-            return None
-        retry_after = response.headers.get("retry-after")
-        if retry_after:
-            try:
-                return max(0.0, float(retry_after))
-            except ValueError:
-                try:
-                    return max(0.0, parsedate_to_datetime(retry_after).timestamp() - time.time())
-                except (TypeError, ValueError):
-                    return None
-        if response.headers.get("x-ratelimit-remaining") == "0" and response.status_code in (403, 429):
-            try:
-                return max(0.0, float(response.headers["x-ratelimit-reset"]) - time.time()) + 1.0
-            except (KeyError, ValueError):
-                return None
-        return None
-
-    def _rate_limited(self, method: str, path: str, response: httpx.Response, wait: float) -> RateLimited:
+    def _rate_limited(
+        self, method: str, path: str, response: httpx.Response, wait: float, policy: RetryPolicy
+    ) -> RateLimited:
         url = self.url(path)
         detail = service_detail(response)
         return RateLimited(
             f"{self.service} rate limit: {method} {url} answered {response.status_code}"
             + (f" ({detail})" if detail else "")
-            + f"; it asks to wait {wait:.0f} s (we wait at most {self.retry.max_retry_after:.0f} s)",
+            + f"; it asks to wait {wait:.0f} s (we wait at most {policy.max_retry_after:.0f} s)",
             retry_after=wait,
             status=response.status_code,
             url=url,

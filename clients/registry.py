@@ -8,7 +8,6 @@ fetch a token there (anonymously, or with Basic credentials) and try again (the 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 import time
@@ -19,7 +18,8 @@ import httpx
 from pydantic import SecretStr
 
 from clients.errors import ApiError, ImageNotFound
-from clients.http import DEFAULT_TIMEOUT, HttpService, RetryPolicy
+from clients.http import DEFAULT_TIMEOUT, BasicAuth, Closable, HttpService, TokenAuth
+from clients.retry import RetryPolicy
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -136,6 +136,21 @@ def parse_reference(reference: str) -> ImageReference:
     return ImageReference(registry, path, tag, digest or None)
 
 
+def image_digest(image_id: str) -> str | None:
+    """The manifest digest in a container's ``imageID`` (``containerStatuses[].imageID``), or None without one.
+
+    Runtimes write ``<repository>@sha256:...`` (containerd, CRI-O), ``docker-pullable://<repository>@sha256:...``
+    (Docker through dockershim or cri-dockerd) or ``docker://sha256:...`` (an image Docker did not pull by digest:
+    that is its local image ID, which no registry digest equals). The digest is what follows the last ``@``, after
+    any ``<scheme>://`` prefix; None when that is not a digest (an empty imageID, a bare tag).
+    """
+    text = image_id.strip()
+    if "://" in text:
+        text = text.partition("://")[2]
+    digest = text.rpartition("@")[2]
+    return digest if _DIGEST.match(digest) else None
+
+
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     """``WWW-Authenticate: Bearer realm="...",service="...",scope="..."`` -> ``("bearer", {...})``."""
     scheme, _, params = header.strip().partition(" ")
@@ -152,7 +167,7 @@ class _Token:
     expires: float
 
 
-class RegistryClient:
+class RegistryClient(Closable):
     """Read image digests from an OCI registry (Docker Hub, GHCR, a private ``registry:2``).
 
     Args:
@@ -181,7 +196,7 @@ class RegistryClient:
             raise ValueError("give both username and password, or neither (anonymous)")
         self.base_url = base_url.rstrip("/") if base_url else None
         self.username = username
-        self._password = password if isinstance(password, SecretStr) or password is None else SecretStr(password)
+        self._basic = BasicAuth(username, password) if username is not None and password is not None else None
         self._options: dict[str, Any] = {"verify": verify, "timeout": timeout, "retry": retry, "transport": transport}
         self._services: dict[str, HttpService] = {}
         self._tokens: dict[tuple[str, str], _Token] = {}
@@ -189,12 +204,6 @@ class RegistryClient:
     def __repr__(self) -> str:
         who = f"username={self.username!r}, password=**********" if self.username else "anonymous"
         return f"RegistryClient(base_url={self.base_url!r}, {who})"
-
-    def __enter__(self) -> RegistryClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         for service in self._services.values():
@@ -243,14 +252,11 @@ class RegistryClient:
     def _send(self, service: HttpService, ref: ImageReference, method: str, path: str) -> httpx.Response:
         scope = f"repository:{ref.repository}:pull"
         headers = {"Accept": ACCEPT}
-        authorization = self._cached_authorization(service, scope)
-        if authorization:
-            headers["Authorization"] = authorization
-        response = service.request(method, path, headers=headers, expected=(200, 401, 404))
+        auth: httpx.Auth | None = self._cached_token(service, scope)
+        response = service.request(method, path, headers=headers, auth=auth, expected=(200, 401, 404))
         if response.status_code == 401:
-            authorization = self._answer_challenge(service, ref, response)
-            headers["Authorization"] = authorization
-            response = service.request(method, path, headers=headers, expected=(200, 401, 404))
+            auth = self._answer_challenge(service, ref, response)
+            response = service.request(method, path, headers=headers, auth=auth, expected=(200, 401, 404))
             if response.status_code == 401:
                 who = f"user {self.username!r}" if self.username else "an anonymous client"
                 raise ApiError(
@@ -263,33 +269,26 @@ class RegistryClient:
             raise ImageNotFound(f"image {ref} not found: registry {service.url(path)} answered 404")
         return response
 
-    def _cached_authorization(self, service: HttpService, scope: str) -> str | None:
+    def _cached_token(self, service: HttpService, scope: str) -> TokenAuth | None:
         token = self._tokens.get((service.base_url, scope))
         if token is None:
             return None
         if token.expires <= time.monotonic():
             del self._tokens[(service.base_url, scope)]
             return None
-        return f"Bearer {token.value.get_secret_value()}"
+        return TokenAuth(token.value, "Bearer")
 
-    def _basic(self) -> str | None:
-        if self.username is None or self._password is None:
-            return None
-        pair = f"{self.username}:{self._password.get_secret_value()}".encode()
-        return "Basic " + base64.b64encode(pair).decode()
-
-    def _answer_challenge(self, service: HttpService, ref: ImageReference, response: httpx.Response) -> str:
+    def _answer_challenge(self, service: HttpService, ref: ImageReference, response: httpx.Response) -> httpx.Auth:
         header = response.headers.get("WWW-Authenticate", "")
         scheme, params = parse_challenge(header)
         if scheme == "basic":
-            basic = self._basic()
-            if basic is None:
+            if self._basic is None:
                 raise ApiError(
                     f"registry {service.base_url} needs credentials to read {ref.repository}",
                     status=401,
                     url=service.base_url,
                 )
-            return basic
+            return self._basic
         if scheme != "bearer" or not params.get("realm"):
             raise ApiError(
                 f"registry {service.base_url} answered 401 without a usable Bearer challenge",
@@ -301,11 +300,9 @@ class RegistryClient:
         scope = params.get("scope") or pull_scope
         query = {key: params[key] for key in ("service",) if params.get(key)}
         query["scope"] = scope
-        headers = {"Accept": "application/json"}
-        basic = self._basic()
-        if basic:
-            headers["Authorization"] = basic
-        answer = service.request("GET", realm, params=query, headers=headers, expected=(200,))
+        answer = service.request(
+            "GET", realm, params=query, headers={"Accept": "application/json"}, auth=self._basic, expected=(200,)
+        )
         try:
             body = answer.json()
             token = body.get("token") or body.get("access_token")
@@ -315,7 +312,6 @@ class RegistryClient:
         if not isinstance(token, str) or not token:
             raise ApiError(f"token service {realm} gave no token for {scope}", status=answer.status_code, url=realm)
         # The token spec's default lifetime is 60 s; keep a margin so a token never expires in flight.
-        self._tokens[(service.base_url, pull_scope)] = _Token(
-            SecretStr(token), time.monotonic() + max(0.0, expires_in - 5.0)
-        )
-        return f"Bearer {token}"
+        secret = SecretStr(token)
+        self._tokens[(service.base_url, pull_scope)] = _Token(secret, time.monotonic() + max(0.0, expires_in - 5.0))
+        return TokenAuth(secret, "Bearer")

@@ -1,16 +1,14 @@
 """The Kubernetes roll-out client: snapshot a StatefulSet, restart it, and follow its roll-out to the end.
 
 Uses the official ``kubernetes`` client (sync) with its own config loaders (kubeconfig file and context, a
-kubeconfig dict, or in-cluster), a timeout on every call and bounded retries. Following (list+watch, 410 handling,
-events, timings) lives in ``clients.rollout_follow``; the pure decisions in ``clients.rollout_state``.
+kubeconfig dict, or in-cluster). The calls themselves (timeouts, retries, lists, watches) live in
+``clients.kubernetes_api``; following (list+watch, 410 handling, events, timings) in ``clients.rollout_follow``; the
+pure decisions in ``clients.rollout_state``.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,19 +16,18 @@ from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
-from kubernetes.client.exceptions import ApiException
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from clients.errors import ApiError
-from clients.http import USER_AGENT, RetryPolicy
+from clients.http import Closable
+from clients.kubernetes_api import STRATEGIC_MERGE, Collection, KubernetesApi, Resource
+from clients.retry import RetryPolicy
 from clients.rollout_events import RolloutEvent, RolloutReport, RolloutSnapshot, SnapshotPod
-from clients.rollout_follow import RolloutFollower, api_error
+from clients.rollout_follow import RolloutFollower
 from clients.rollout_state import RolloutState, rollout_state
+from clients.timestamps import format_time
 
-logger = logging.getLogger(__name__)
+__all__ = ["RESTARTED_AT", "STRATEGIC_MERGE", "RolloutClient", "label_selector"]
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
-STRATEGIC_MERGE = "application/strategic-merge-patch+json"
 
 
 def label_selector(selector: Mapping[str, Any]) -> str:
@@ -51,22 +48,7 @@ def label_selector(selector: Mapping[str, Any]) -> str:
     return ",".join(parts)
 
 
-class _Retryable(Exception):
-    def __init__(self, error: ApiError, retry_after: float | None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.retry_after = retry_after
-
-
-def _retry_after(error: ApiException) -> float | None:
-    value = (error.headers or {}).get("Retry-After") if error.headers else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
-class RolloutClient:
+class RolloutClient(Closable):
     """Snapshot, restart and follow StatefulSet roll-outs.
 
     Args:
@@ -84,15 +66,11 @@ class RolloutClient:
         watch_seconds: int = 60,
         retry: RetryPolicy | None = None,
     ) -> None:
+        self.api = KubernetesApi(api_client, request_timeout=request_timeout, watch_seconds=watch_seconds, retry=retry)
         self.api_client = api_client
-        # the same User-Agent as our HTTP clients, so that a server's logs tell our requests apart
-        api_client.user_agent = USER_AGENT
-        self.retry = retry or RetryPolicy()
-        self.request_timeout = request_timeout
-        self.watch_seconds = watch_seconds
-        self.server = str(api_client.configuration.host)
-        self.apps = k8s.AppsV1Api(api_client)
-        self.core = k8s.CoreV1Api(api_client)
+        self.server = self.api.server
+        self.apps = self.api.apps
+        self.core = self.api.core
 
     @classmethod
     def from_kubeconfig(
@@ -124,63 +102,19 @@ class RolloutClient:
     def __repr__(self) -> str:
         return f"RolloutClient(server={self.server!r})"
 
-    def close(self) -> None:
-        self.api_client.close()  # type: ignore[no-untyped-call]
-
-    def __enter__(self) -> RolloutClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     @property
-    def _timeout(self) -> tuple[float, float]:
-        return (min(5.0, self.request_timeout), self.request_timeout)
+    def retry(self) -> RetryPolicy:
+        """The ``RetryPolicy`` of plain calls (settable)."""
+        return self.api.retry
+
+    @retry.setter
+    def retry(self, policy: RetryPolicy) -> None:
+        self.api.retry = policy
+
+    def close(self) -> None:
+        self.api.close()
 
     # ------------------------------------------------------------ reads
-
-    def _raw(self, call: Callable[..., Any], what: str, *args: Any, **kwargs: Any) -> Any:
-        """Call the API and return the JSON body as plain dicts (timestamps untouched).
-
-        Retried with the ``RetryPolicy`` on dropped connections, 429 and 5xx (honouring ``Retry-After`` up to
-        the cap). Every call we make is idempotent: reads, and a patch that sets a fixed value.
-        """
-        policy = self.retry
-
-        def attempt() -> Any:
-            started = time.monotonic()
-            try:
-                response = call(*args, _preload_content=False, _request_timeout=self._timeout, **kwargs)
-                body = json.loads(response.data)
-            except ApiException as error:
-                logger.info("Kubernetes %s -> %s in %.3fs", what, error.status, time.monotonic() - started)
-                if error.status in policy.statuses:
-                    raise _Retryable(api_error(error, what, self.server), _retry_after(error)) from None
-                raise api_error(error, what, self.server) from None
-            except ValueError as error:
-                raise api_error(error, what, self.server) from None
-            except Exception as error:  # urllib3's errors (MaxRetryError, ProtocolError) share no base with ours
-                logger.info("Kubernetes %s -> %s", what, type(error).__name__)
-                raise _Retryable(api_error(error, what, self.server), None) from None
-            logger.info("Kubernetes %s in %.3fs", what, time.monotonic() - started)
-            return body
-
-        def wait(state: RetryCallState) -> float:
-            error = state.outcome.exception() if state.outcome else None
-            if isinstance(error, _Retryable) and error.retry_after is not None:
-                return min(error.retry_after, policy.max_retry_after)
-            return policy.backoff(state.attempt_number)
-
-        retrying = Retrying(
-            stop=stop_after_attempt(policy.attempts),
-            wait=wait,
-            retry=retry_if_exception_type(_Retryable),
-            reraise=True,
-        )
-        try:
-            return retrying(attempt)
-        except _Retryable as final:
-            raise final.error from None
 
     def statefulset(self, namespace: str, name: str) -> dict[str, Any]:
         """The StatefulSet as a dict.
@@ -188,17 +122,12 @@ class RolloutClient:
         Raises:
             NotFound: no such StatefulSet (names namespace/name and the server).
         """
-        body: dict[str, Any] = self._raw(
-            self.apps.read_namespaced_stateful_set, f"GET statefulset {namespace}/{name}", name, namespace
-        )
-        return body
+        return self.api.read_statefulset(namespace, name)
 
     def pods(self, namespace: str, selector: str) -> tuple[list[dict[str, Any]], str]:
         """The pods matching a label selector, and the list's resourceVersion."""
-        body = self._raw(
-            self.core.list_namespaced_pod, f"LIST pods {namespace} -l {selector}", namespace, label_selector=selector
-        )
-        return list(body.get("items") or []), str((body.get("metadata") or {}).get("resourceVersion") or "")
+        listed = self.api.list(Collection(Resource.PODS, namespace, label_selector=selector))
+        return list(listed.items), listed.resource_version
 
     def state(self, namespace: str, name: str) -> RolloutState:
         """The roll-out state now (one read of the StatefulSet and its pods)."""
@@ -245,16 +174,9 @@ class RolloutClient:
         The value has whole seconds, as kubectl writes it: a second restart within the same second changes
         nothing (no new revision). Pass ``at`` to choose the time.
         """
-        value = (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        value = format_time(at or datetime.now(UTC))
         body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: value}}}}}
-        self._raw(
-            self.apps.patch_namespaced_stateful_set,
-            f"PATCH statefulset {namespace}/{name}",
-            name,
-            namespace,
-            body,
-            _content_type=STRATEGIC_MERGE,
-        )
+        self.api.patch_statefulset(namespace, name, body)
         return value
 
     # ------------------------------------------------------------ following
@@ -283,7 +205,7 @@ class RolloutClient:
             stop: an event that ends the iteration early, without ``RolloutDone`` (e.g. another stage failed).
         """
         return RolloutFollower(
-            self,
+            self.api,
             snapshot,
             timeout=timeout,
             stuck_grace=stuck_grace,

@@ -1,5 +1,6 @@
-"""Following a roll-out: two watch threads (the StatefulSet, its pods) feed one queue; ``RolloutFollower`` turns
-what they see into ``rollout_state`` and progress events, with a deadline, a stuck-pod grace and a digest check.
+"""Following a roll-out: two watch threads (the StatefulSet, its pods) put typed messages (``Listed``, ``Changed``,
+``WatchFailed``) on one queue; ``RolloutFollower`` turns them into ``rollout_state`` and progress events, with a
+deadline, a stuck-pod grace and a digest check. The threads use ``KubernetesApi``'s public ``list`` and ``watch``.
 
 List+watch from a resourceVersion as kr8s and client-go do: a stream that ends is resumed from the last
 resourceVersion, and ``410 Gone`` (an HTTP 410, or an ERROR event with code 410) means list again (FACTS.md
@@ -8,19 +9,17 @@ resourceVersion, and ``410 Gone`` (an HTTP 410, or an ERROR event with code 410)
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from kubernetes import watch as k8s_watch
-from kubernetes.client.exceptions import ApiException
-
-from clients.errors import ApiError, DeadlineExceeded, ImageMismatch, NotFound, RolloutStuck
+from clients.errors import ApiError, DeadlineExceeded, ImageMismatch, NotFound, RolloutStuck, WatchExpired
+from clients.kubernetes_api import Collection, KubernetesApi, ObjectList, Resource, WatchStream
+from clients.registry import image_digest
 from clients.rollout_events import (
     PodCreated,
     PodEvent,
@@ -41,145 +40,117 @@ from clients.rollout_events import (
 from clients.rollout_state import PodState, RolloutState, pod_state, rollout_state
 from clients.waiting import Deadline
 
-if TYPE_CHECKING:
-    from clients.rollout import RolloutClient
-
 logger = logging.getLogger(__name__)
 
 FATAL_STATUSES = frozenset({400, 401, 403, 404, 422})
+"""Answers that another try will not change: the follower stops with them."""
 
 
-def api_error(error: BaseException, what: str, server: str) -> ApiError:
-    """An ``ApiException`` or transport error as our error, naming the object and the server (never headers)."""
-    if isinstance(error, ApiException):
-        detail: str | None = None
-        with contextlib.suppress(ValueError, TypeError, AttributeError):
-            detail = json.loads(error.body or "").get("message")
-        status = int(error.status) if error.status else None
-        message = f"Kubernetes {server}: {what} answered {status}: {detail or error.reason}"
-        cls = NotFound if status == 404 else ApiError
-        return cls(message, status=status, url=server, detail=detail)
-    return ApiError(f"Kubernetes {server}: {what} got no answer ({type(error).__name__})", url=server)
+# ---------------------------------------------------------------- what the watch threads tell the follower
 
 
-class _Source(threading.Thread):
-    """Lists, then watches one kind of object from the list's resourceVersion, feeding ``sink``.
+@dataclass(frozen=True)
+class Listed:
+    """A fresh list of the collection: every object there is now (those not in it are gone)."""
 
-    Puts ``("sync", kind, items)`` after each list, ``("event", kind, type, object)`` for each watch event and
-    ``("error", kind, ApiError)`` for an answer that retrying will not change (401/403/404...).
+    resource: Resource
+    items: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class Changed:
+    """One watch event: an object ``ADDED``, ``MODIFIED`` or ``DELETED``."""
+
+    resource: Resource
+    type: str
+    object: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WatchFailed:
+    """An answer that retrying will not change (401, 403, 404, ...): the follower raises it."""
+
+    resource: Resource
+    error: ApiError
+
+
+Message = Listed | Changed | WatchFailed
+
+
+class _Watcher:
+    """In a thread: lists a collection, then watches it from the list's resourceVersion, putting ``Listed`` and
+    ``Changed`` messages on the follower's queue; a stream that ends is resumed from the last resourceVersion, and
+    ``WatchExpired`` (410 Gone) means list again. ``close()`` sets ``stop`` and ends the stream under way.
     """
 
     def __init__(
-        self,
-        kind: str,
-        lister: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        sink: queue.Queue[tuple[Any, ...]],
-        client: RolloutClient,
-        initial: tuple[list[dict[str, Any]], str] | None = None,
+        self, api: KubernetesApi, collection: Collection, sink: queue.Queue[Message], initial: ObjectList | None
     ) -> None:
-        super().__init__(name=f"rollout-watch-{kind}", daemon=True)
-        self.initial = initial
-        self.kind = kind
-        self.lister = lister
-        self.args = args
-        self.kwargs = kwargs
+        self.api = api
+        self.collection = collection
         self.sink = sink
-        self.client = client
-        self.stopping = threading.Event()
+        self.initial = initial
+        self.stop = threading.Event()
         self.relists = 0
-        self._watch: k8s_watch.Watch | None = None
+        self.resource_version: str | None = None
+        """The last resourceVersion seen (None: list first); a watch resumes from here."""
+        self._stream: WatchStream | None = None
+        self._thread = threading.Thread(target=self._run, name=f"rollout-watch-{collection.resource}", daemon=True)
 
-    def stop(self) -> None:
-        self.stopping.set()
-        watch = self._watch
-        if watch is not None:
-            watch.stop()  # type: ignore[no-untyped-call]
-            response = getattr(watch, "_resp", None)
-            with contextlib.suppress(Exception):
-                if response is not None and hasattr(response, "shutdown"):
-                    response.shutdown()  # urllib3 >= 2.3: unblocks a read waiting on a quiet watch
+    def start(self) -> None:
+        if self._thread.ident is None:
+            self._thread.start()
 
-    def run(self) -> None:
-        resource_version: str | None = None
-        if self.initial is not None and self.initial[1]:
-            items, resource_version = self.initial
-            self.sink.put(("sync", self.kind, items))
+    def close(self) -> None:
+        self.stop.set()
+        stream = self._stream
+        if stream is not None:
+            stream.close()
+
+    def join(self, timeout: float) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        resource = self.collection.resource
+        if self.initial is not None and self.initial.resource_version:
+            self.resource_version = self.initial.resource_version
+            self.sink.put(Listed(resource, self.initial.items))
         backoff = 0.2
-        what = f"watch {self.kind}"
-        while not self.stopping.is_set():
+        while not self.stop.is_set():
             try:
-                if resource_version is None:
-                    body = self.client._raw(self.lister, f"LIST {self.kind}", *self.args, **self.kwargs)
-                    resource_version = str((body.get("metadata") or {}).get("resourceVersion") or "")
-                    self.sink.put(("sync", self.kind, list(body.get("items") or [])))
-                resource_version = self._watch_from(resource_version)
+                if self.resource_version is None:
+                    listed = self.api.list(self.collection)
+                    self.resource_version = listed.resource_version
+                    self.sink.put(Listed(resource, listed.items))
+                self._watch_from(self.resource_version)
                 backoff = 0.2
-            except ApiException as error:
-                if error.status == 410:
-                    # The resourceVersion is too old (compacted): list again and watch from the new one.
-                    logger.info("Kubernetes %s: 410 Gone, listing again", what)
-                    self.relists += 1
-                    resource_version = None
-                    continue
-                self._failed(error, what, backoff)
-                backoff = min(5.0, backoff * 2)
+            except WatchExpired:
+                # The resourceVersion is too old (compacted): list again and watch from the new one.
+                logger.info("Kubernetes watch %s: 410 Gone, listing again", self.collection.describe())
+                self.relists += 1
+                self.resource_version = None
             except ApiError as error:
                 if error.status in FATAL_STATUSES:
-                    self.sink.put(("error", self.kind, error))
+                    self.sink.put(WatchFailed(resource, error))
                     return
-                logger.info("Kubernetes %s failed (%s); retrying in %.1fs", what, error, backoff)
-                self.stopping.wait(backoff)
-                backoff = min(5.0, backoff * 2)
-            except Exception as error:  # a dropped stream (urllib3 ProtocolError, ...): resume from resourceVersion
-                if self.stopping.is_set():
-                    return
-                logger.info("Kubernetes %s interrupted (%s); resuming", what, type(error).__name__)
-                self.stopping.wait(backoff)
+                # a dropped stream or a 5xx: resume from the last resourceVersion after a backoff
+                logger.info("%s; retrying in %.1fs", error, backoff)
+                self.stop.wait(backoff)
                 backoff = min(5.0, backoff * 2)
 
-    def _failed(self, error: ApiException, what: str, backoff: float) -> None:
-        if error.status in FATAL_STATUSES:
-            self.sink.put(("error", self.kind, api_error(error, what, self.client.server)))
-            self.stopping.set()
-            return
-        logger.info("Kubernetes %s answered %s; retrying in %.1fs", what, error.status, backoff)
-        self.stopping.wait(backoff)
-
-    def _watch_from(self, resource_version: str) -> str:
-        """Watch until the server ends the stream; returns the last resourceVersion seen."""
-        lister = self.lister
-
-        def raw(*args: Any, **kwargs: Any) -> Any:  # no return annotation: the Watch yields plain dicts
-            return lister(*args, **kwargs)
-
-        watch = k8s_watch.Watch()  # type: ignore[no-untyped-call]
-        self._watch = watch
-        seconds = self.client.watch_seconds
-        stream = watch.stream(  # type: ignore[no-untyped-call]
-            raw,
-            *self.args,
-            resource_version=resource_version,
-            timeout_seconds=seconds,
-            allow_watch_bookmarks=True,
-            _request_timeout=(min(5.0, self.client.request_timeout), seconds + 10.0),
-            **self.kwargs,
-        )
-        # Errors surface while iterating (the generator sends the request on the first next()), so the
-        # caller's try wraps this loop, not the creation of the stream (FACTS.md "Watches").
+    def _watch_from(self, resource_version: str) -> None:
+        """Watch until the server ends the stream (or ``close()``), keeping the last resourceVersion seen."""
+        stream = self._stream = self.api.watch(self.collection, resource_version)
+        if self.stop.is_set():
+            stream.close()  # closed before the stream was known: do not start it
+        # Errors surface while iterating (the request goes out on the first event), so the caller's try wraps
+        # this loop (FACTS.md "Watches").
         for event in stream:
-            if self.stopping.is_set():
-                break
-            kind = event.get("type")
-            obj = event.get("raw_object") or event.get("object") or {}
-            version = (obj.get("metadata") or {}).get("resourceVersion")
-            if version:
-                resource_version = str(version)
-            if kind in ("ADDED", "MODIFIED", "DELETED"):
-                self.sink.put(("event", self.kind, kind, obj))
-        self._watch = None
-        return resource_version
+            self.resource_version = event.resource_version or self.resource_version
+            if event.type in ("ADDED", "MODIFIED", "DELETED"):
+                self.sink.put(Changed(self.collection.resource, event.type, event.object))
+        self._stream = None
 
 
 class RolloutFollower:
@@ -194,7 +165,7 @@ class RolloutFollower:
 
     def __init__(
         self,
-        client: RolloutClient,
+        api: KubernetesApi,
         snapshot: RolloutSnapshot,
         *,
         timeout: float,
@@ -204,7 +175,7 @@ class RolloutFollower:
         require_change: bool,
         stop: threading.Event | None = None,
     ) -> None:
-        self.client = client
+        self.api = api
         self.stop = stop
         self.snapshot = snapshot
         self.timeout = timeout
@@ -213,7 +184,7 @@ class RolloutFollower:
         self.container = container
         self.require_change = require_change
         self.state: RolloutState | None = None
-        self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._queue: queue.Queue[Message] = queue.Queue()
         self._statefulset: dict[str, Any] | None = None
         self._pods: dict[str, dict[str, Any]] = {}
         self._pods_synced = False
@@ -222,27 +193,24 @@ class RolloutFollower:
         self._timings: dict[str, dict[str, Any]] = {}
         self._started = False
         self._message = ""
-        namespace, name = snapshot.namespace, snapshot.name
-        self._sources = [
-            _Source(
-                "statefulset",
-                client.apps.list_namespaced_stateful_set,
-                (namespace,),
-                {"field_selector": f"metadata.name={name}"},
+        namespace = snapshot.namespace
+        statefulsets = Collection(Resource.STATEFULSETS, namespace, field_selector=f"metadata.name={snapshot.name}")
+        pods = Collection(Resource.PODS, namespace, label_selector=snapshot.selector)
+        # Watching starts from the snapshot's lists, so that nothing after the snapshot is missed.
+        self._watchers = [
+            _Watcher(
+                api,
+                statefulsets,
                 self._queue,
-                client,
-                ([snapshot.statefulset_object], str(snapshot.resource_version))
+                ObjectList((snapshot.statefulset_object,), snapshot.resource_version)
                 if snapshot.statefulset_object
                 else None,
             ),
-            _Source(
-                "pods",
-                client.core.list_namespaced_pod,
-                (namespace,),
-                {"label_selector": snapshot.selector},
+            _Watcher(
+                api,
+                pods,
                 self._queue,
-                client,
-                (list(snapshot.pod_objects), snapshot.pods_resource_version)
+                ObjectList(snapshot.pod_objects, snapshot.pods_resource_version)
                 if snapshot.pods_resource_version
                 else None,
             ),
@@ -251,13 +219,12 @@ class RolloutFollower:
     @property
     def relists(self) -> int:
         """How many times a 410 Gone made a watch list again."""
-        return sum(source.relists for source in self._sources)
+        return sum(watcher.relists for watcher in self._watchers)
 
     def start(self) -> RolloutFollower:
         """Start watching (``__enter__`` and iteration do it too); events from the snapshot on are kept."""
-        for source in self._sources:
-            if not source.is_alive() and source.ident is None:
-                source.start()
+        for watcher in self._watchers:
+            watcher.start()
         return self
 
     def __enter__(self) -> RolloutFollower:
@@ -267,11 +234,11 @@ class RolloutFollower:
         self.close()
 
     def close(self) -> None:
-        for source in self._sources:
-            source.stop()
-        for source in self._sources:
-            if source.is_alive():
-                source.join(timeout=2.0)
+        """Stop the watch threads (waiting a little for them to end)."""
+        for watcher in self._watchers:
+            watcher.close()
+        for watcher in self._watchers:
+            watcher.join(timeout=2.0)
 
     # ------------------------------------------------------------ the loop
 
@@ -285,15 +252,15 @@ class RolloutFollower:
                 if deadline.expired:
                     raise self._deadline_error()
                 try:
-                    item = self._queue.get(timeout=min(0.25, max(0.01, deadline.remaining())))
+                    message: Message | None = self._queue.get(timeout=min(0.25, max(0.01, deadline.remaining())))
                 except queue.Empty:
-                    item = None
-                while item is not None:
-                    yield from self._apply(item)
+                    message = None
+                while message is not None:
+                    yield from self._apply(message)
                     try:
-                        item = self._queue.get_nowait()
+                        message = self._queue.get_nowait()
                     except queue.Empty:
-                        item = None
+                        message = None
                 if self._statefulset is None or not self._pods_synced:
                     continue
                 previous = self.state
@@ -306,26 +273,16 @@ class RolloutFollower:
         finally:
             self.close()
 
-    def _apply(self, item: tuple[Any, ...]) -> Iterator[RolloutEvent]:
+    def _apply(self, message: Message) -> Iterator[RolloutEvent]:
         """Take in one list or watch event; pod events are derived per object so that a short state (a pod
         terminating for 10 ms) is never lost by coalescing."""
-        kind = item[1]
-        if item[0] == "error":
-            raise item[2]
-        if kind == "statefulset":
-            obj = next(iter(item[2]), None) if item[0] == "sync" else item[3]
-            if obj is None or (item[0] == "event" and item[2] == "DELETED"):
-                raise NotFound(
-                    f"Kubernetes {self.client.server}: statefulset {self.snapshot.namespace}/{self.snapshot.name} "
-                    "is gone",
-                    status=404,
-                    url=self.client.server,
-                )
-            self._statefulset = obj
-            yield from self._statefulset_events(obj)
+        if isinstance(message, WatchFailed):
+            raise message.error
+        if message.resource is Resource.STATEFULSETS:
+            yield from self._apply_statefulset(message)
             return
-        if item[0] == "sync":
-            fresh = {str(p["metadata"].get("uid")): p for p in item[2]}
+        if isinstance(message, Listed):
+            fresh = {str(p["metadata"].get("uid")): p for p in message.items}
             for uid in set(self._pods) - set(fresh):
                 yield self._gone(self._pods[uid])
             self._pods = fresh
@@ -333,14 +290,27 @@ class RolloutFollower:
             for pod in fresh.values():
                 yield from self._pod_events(pod)
             return
-        event_type, obj = item[2], item[3]
-        uid = str(obj["metadata"].get("uid"))
-        yield from self._pod_events(obj)
-        if event_type == "DELETED":
+        uid = str(message.object["metadata"].get("uid"))
+        yield from self._pod_events(message.object)
+        if message.type == "DELETED":
             self._pods.pop(uid, None)
-            yield self._gone(obj)
+            yield self._gone(message.object)
         else:
-            self._pods[uid] = obj
+            self._pods[uid] = message.object
+
+    def _apply_statefulset(self, message: Listed | Changed) -> Iterator[RolloutEvent]:
+        if isinstance(message, Listed):
+            statefulset = next(iter(message.items), None)
+        else:
+            statefulset = None if message.type == "DELETED" else message.object
+        if statefulset is None:
+            raise NotFound(
+                f"Kubernetes {self.api.server}: statefulset {self.snapshot.namespace}/{self.snapshot.name} is gone",
+                status=404,
+                url=self.api.server,
+            )
+        self._statefulset = statefulset
+        yield from self._statefulset_events(statefulset)
 
     def _gone(self, pod: Mapping[str, Any]) -> PodGone:
         metadata = pod.get("metadata") or {}
@@ -476,8 +446,7 @@ class RolloutFollower:
             if not image_ids:
                 image_ids = {"(no container status)": ""}
             for container, image_id in image_ids.items():
-                # imageID is "<repository>@sha256:..." (containerd) or "docker-pullable://<repo>@sha256:...".
-                if not image_id.endswith(digest):
+                if image_digest(image_id) != digest:
                     raise ImageMismatch(
                         f"pod {ns}/{pod.name} (statefulset {ns}/{self.snapshot.name}) container {container} runs "
                         f"{image_id or 'no image yet'}, expected digest {digest}"
@@ -508,6 +477,6 @@ class RolloutFollower:
         state = self.state.describe() if self.state else "the StatefulSet and its pods were never read"
         waiting = "" if self._started else " (the change itself was never seen)"
         return DeadlineExceeded(
-            f"roll-out of statefulset {ns}/{name} on {self.client.server} not done within {self.timeout:.0f} s"
+            f"roll-out of statefulset {ns}/{name} on {self.api.server} not done within {self.timeout:.0f} s"
             f"{waiting}: {state}"
         )

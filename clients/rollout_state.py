@@ -10,12 +10,13 @@ roll-outs": StatefulSets have no progress deadline, so a stuck roll-out is only 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
+
+from clients.timestamps import parse_time
 
 REVISION_LABEL = "controller-revision-hash"
 
@@ -43,26 +44,6 @@ WAITING_REASONS = frozenset(
         StuckReason.INVALID_IMAGE_NAME,
     }
 )
-
-_FRACTION = re.compile(r"\.(\d+)")
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An API timestamp as an aware UTC datetime, or None.
-
-    Real clusters send whole seconds (``2026-11-26T11:18:49Z``); MicroTime fields and the sandbox carry
-    fractions (``...49.123Z``, up to nanoseconds from some servers, trimmed to microseconds here).
-    """
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    text = str(value).strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), text, count=1)
-    parsed = datetime.fromisoformat(text)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def pod_ordinal(name: str) -> int | None:

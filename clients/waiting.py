@@ -1,10 +1,14 @@
-"""Deadlines and adaptive polling: every wait in the clients has a ``time.monotonic()`` deadline."""
+"""Deadlines, adaptive polling and the one poll loop: every wait in the clients has a ``time.monotonic()`` deadline."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class Deadline:
@@ -50,3 +54,39 @@ class Poll:
 
     def reset(self) -> None:
         self._current = self.initial
+
+
+def poll_until(
+    check: Callable[[], T | None], deadline: Deadline, poll: Poll, stop: threading.Event | None = None
+) -> T | None:
+    """Call ``check`` until it returns a value (anything but None), and return that value.
+
+    ``check`` runs at once, and again after each ``poll.next()`` seconds; a sleep never passes the deadline and
+    ``stop`` cuts it short. ``check`` may call ``poll.reset()`` when it sees a change, to look again soon.
+
+    ``check`` always runs at least once, and always once more after the last sleep, so a result that came in
+    time is never thrown away:
+
+    - at the deadline: the last ``check`` starts after the deadline has passed; if it returns None, so does
+      ``poll_until``, and the caller raises its own ``DeadlineExceeded`` naming what it waited for;
+    - on ``stop``: the ``check`` that follows the setting of ``stop`` is the last; if it returns None, so does
+      ``poll_until``. A caller that must tell the two apart asks ``stop.is_set()`` (when both hold, stop wins:
+      whoever set it has given up on the result).
+
+    Args:
+        check: reads and decides; returns None for "not yet".
+        deadline: when to give up.
+        poll: the intervals between checks.
+        stop: an event that ends the wait early (e.g. another stage of the deployment failed).
+
+    Returns:
+        The first value ``check`` returned, or None at the deadline or on ``stop``.
+    """
+    while True:
+        late = deadline.expired  # sampled before the check, so that the last check starts after the deadline
+        value = check()
+        if value is not None:
+            return value
+        if late or (stop is not None and stop.is_set()):
+            return None
+        deadline.sleep(poll.next(), stop)

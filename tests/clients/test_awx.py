@@ -14,7 +14,7 @@ import pytest
 
 from clients.awx import AwxClient, Job, JobStatus, JobTemplate
 from clients.errors import AmbiguousName, ApiError, DeadlineExceeded, JobFailed, LaunchRejected, NotFound
-from clients.http import RetryPolicy
+from clients.retry import RetryPolicy
 from clients.waiting import Poll
 from tests.clients.routes import Routes, body_of, reply
 

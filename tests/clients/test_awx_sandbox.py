@@ -22,7 +22,7 @@ from clients.errors import (
     NotFound,
     RateLimited,
 )
-from clients.http import RetryPolicy
+from clients.retry import RetryPolicy
 from clients.waiting import Poll
 from sandbox.runtime import Sandbox
 from sandbox.scenario import AwxScenario, JobTemplate

@@ -13,7 +13,7 @@ import pytest
 
 from clients.errors import AmbiguousName, ApiError, BuildFailed, DeadlineExceeded, NotFound, RateLimited
 from clients.github import GitHubClient, RunConclusion, RunStatus, WorkflowRun
-from clients.http import RetryPolicy
+from clients.retry import RetryPolicy
 from clients.waiting import Poll
 from tests.clients.routes import Routes, body_of, reply
 

@@ -14,7 +14,7 @@ import pytest
 
 from clients.errors import ApiError, BuildFailed, RateLimited
 from clients.github import GitHubClient, RunConclusion, RunStatus
-from clients.http import RetryPolicy
+from clients.retry import RetryPolicy
 from clients.waiting import Poll
 from sandbox.runtime import Sandbox
 from sandbox.scenario import Scenario, load_scenario

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from clients.errors import ApiError, NotFound, RateLimited
-from clients.http import USER_AGENT, BasicAuth, HttpService, RetryPolicy, TokenAuth
+from clients.http import USER_AGENT, BasicAuth, HttpService, TokenAuth
+from clients.retry import RetryPolicy
 from tests.clients.routes import Routes, reply
 
 FAST = RetryPolicy(attempts=3, backoff_initial=0.01, backoff_max=0.02, jitter=0.0, max_retry_after=2.0)
@@ -160,3 +161,12 @@ def test_no_secret_in_logs_errors_or_reprs(caplog: pytest.LogCaptureFixture) -> 
     texts += [record.getMessage() for record in caplog.records]
     assert any("GET /thing -> 401" in record.getMessage() for record in caplog.records)
     assert all(CANARY not in text for text in texts)
+
+
+def test_a_request_can_carry_its_own_auth_in_place_of_the_services() -> None:
+    routes = Routes().add("GET", "/token", reply(200, {})).add("GET", "/me", reply(200, {}))
+    with service(routes) as http:
+        http.request("GET", "/token", auth=BasicAuth("robot", "pw"))
+        http.get_json("/me")
+    assert routes.sent("GET", "/token")[0].headers["authorization"] == "Basic cm9ib3Q6cHc="  # robot:pw
+    assert routes.sent("GET", "/me")[0].headers["authorization"] == f"Bearer {CANARY}"

@@ -15,16 +15,17 @@ import pytest
 from pydantic import SecretStr
 
 from clients.errors import ApiError, ImageNotFound
-from clients.http import RetryPolicy
 from clients.registry import (
     ACCEPT,
     MANIFEST_TYPES,
     ImageReference,
     InvalidReference,
     RegistryClient,
+    image_digest,
     parse_challenge,
     parse_reference,
 )
+from clients.retry import RetryPolicy
 
 DIGEST = "sha256:" + "ab" * 32
 CANARY = "canary-Zx9-registry-secret"
@@ -401,3 +402,24 @@ def test_real_docker_registry(docker_registry: str) -> None:
     host = docker_registry.removeprefix("http://")
     with RegistryClient(retry=FAST) as client:  # base URL derived from the reference: loopback is plain HTTP
         assert client.digest(f"{host}/xchem/fragalysis-stack:latest") == second
+
+
+DIGEST = "sha256:" + "4f" * 32
+
+
+@pytest.mark.parametrize(
+    ("image_id", "digest"),
+    [
+        (f"docker.io/xchem/fragalysis-stack@{DIGEST}", DIGEST),  # containerd, CRI-O
+        (f"docker-pullable://xchem/fragalysis-stack@{DIGEST}", DIGEST),  # Docker via dockershim / cri-dockerd
+        (f"docker://{DIGEST}", DIGEST),  # Docker's local image ID: the value, which no registry digest equals
+        (f"localhost:5000/stack@{DIGEST}", DIGEST),  # a port's colon is not a digest's
+        (f"ghcr.io/xchem/stack:1.0@{DIGEST}", DIGEST),
+        (DIGEST, DIGEST),
+        ("docker.io/xchem/fragalysis-stack:latest", None),
+        ("docker.io/xchem/fragalysis-stack@latest", None),
+        ("", None),
+    ],
+)
+def test_image_digest_from_an_image_id(image_id: str, digest: str | None) -> None:
+    assert image_digest(image_id) == digest

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from clients.errors import ApiError, DeadlineExceeded, ImageMismatch, NotFound, RolloutStuck
-from clients.http import RetryPolicy
+from clients.kubernetes_api import Collection, Resource, WatchEvent
+from clients.retry import RetryPolicy
 from clients.rollout import RESTARTED_AT, STRATEGIC_MERGE, RolloutClient, label_selector
 from clients.rollout_events import (
     PodCreated,
@@ -24,6 +25,7 @@ from clients.rollout_events import (
     RolloutStarted,
 )
 from clients.rollout_state import StuckReason
+from tests.conftest import wait_for
 
 NAMESPACE = "staging-stack"
 NAME = "stack"
@@ -265,3 +267,32 @@ def test_follow_ends_early_when_told_to_stop(cluster: Callable[..., tuple[Any, R
     assert not [event for event in seen if isinstance(event, RolloutDone)]
     assert any(isinstance(event, PodStuck) for event in seen)
     assert [pod.name for pod in follower.report.pods] == ["stack-1"]
+
+
+def test_closing_a_quiet_watch_unblocks_its_read(
+    cluster: Callable[..., tuple[Any, RolloutClient]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``WatchStream.close()`` from another thread ends a watch blocked in a read on a quiet stream (no events,
+    no bookmarks), long before the server's ``timeoutSeconds`` would."""
+    monkeypatch.setattr("sandbox.kubernetes.watch.BOOKMARK_SECONDS", 3600.0)
+    _sandbox, client = cluster(speed=1000)
+    client.api.watch_seconds = 300
+    statefulsets = Collection(Resource.STATEFULSETS, NAMESPACE, field_selector=f"metadata.name={NAME}")
+    listed = client.api.list(statefulsets)
+    stream = client.api.watch(statefulsets, listed.resource_version)
+    seen: list[WatchEvent] = []
+    ended = threading.Event()
+
+    def read() -> None:
+        seen.extend(stream)
+        ended.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    client.restart(NAMESPACE, NAME)
+    wait_for(lambda: seen, "a watch event: the stream is open")
+    wait_for(lambda: client.state(NAMESPACE, NAME).done, "the roll-out to end: the watch turns quiet")
+    assert not ended.is_set()
+    stream.close()
+    assert ended.wait(30.0), "the watch was still reading after close()"
+    assert {event.type for event in seen} == {"MODIFIED"}

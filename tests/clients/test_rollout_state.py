@@ -11,7 +11,6 @@ from clients.rollout_state import (
     PodState,
     StuckReason,
     kubectl_status,
-    parse_time,
     pod_ordinal,
     pod_state,
     rollout_state,
@@ -337,22 +336,6 @@ def test_timestamps_come_from_the_object() -> None:
     assert state.image_ids == {"stack": "docker.io/xchem/fragalysis-stack@sha256:" + "a" * 64}
     not_ready = pod_state(pod(ready=False, started=None), "stack-new")
     assert (not_ready.ready_at, not_ready.started_at) == (None, None)
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("2026-11-26T11:18:49Z", datetime(2026, 11, 26, 11, 18, 49, tzinfo=UTC)),
-        ("2026-11-26T11:18:49.123Z", datetime(2026, 11, 26, 11, 18, 49, 123000, tzinfo=UTC)),
-        ("2026-11-26T11:18:49.123456Z", datetime(2026, 11, 26, 11, 18, 49, 123456, tzinfo=UTC)),
-        ("2026-11-26T11:18:49.123456789Z", datetime(2026, 11, 26, 11, 18, 49, 123456, tzinfo=UTC)),
-        ("2026-11-26T12:18:49+01:00", datetime(2026, 11, 26, 11, 18, 49, tzinfo=UTC)),
-        (None, None),
-        ("", None),
-    ],
-)
-def test_parse_time(text: str | None, expected: datetime | None) -> None:
-    assert parse_time(text) == expected
 
 
 @pytest.mark.parametrize(
