@@ -10,7 +10,7 @@ a repeat with the same inputs must run again.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -24,6 +24,7 @@ from blocks import Mode, Source
 from clients.awx import Job
 from clients.errors import ClientError, DeadlineExceeded
 from clients.github_models import WorkflowRun
+from clients.registry import image_digest
 from clients.rollout_events import (
     PodEvent,
     PodReady,
@@ -34,7 +35,7 @@ from clients.rollout_events import (
     RolloutReport,
     RolloutSnapshot,
 )
-from clients.rollout_state import pod_state
+from clients.rollout_state import PodState, pod_state
 from clients.waiting import Poll
 from flows.report import StageFailed
 from flows.results import BuildResult, ImageCheck, JobResult, RolloutResult, Verification
@@ -178,15 +179,7 @@ def read_stack_image(services: Services, snapshot: RolloutSnapshot, stack_build:
     began = now()
     with stage(name, budget=target.budgets.image):
         digest = services.registry.digest(target.image)
-    running = tuple(
-        sorted(
-            {
-                _digest_of(image_id)
-                for pod in snapshot.pod_objects
-                for image_id in pod_state(pod, snapshot.update_revision).image_ids.values()
-            }
-        )
-    )
+    running = tuple(sorted(_digests(pod_state(pod, snapshot.update_revision) for pod in snapshot.pod_objects)))
     note = "" if digest not in running else "same digest as the running pods"
     timing = StageTiming(name, began, now(), target.budgets.image, note=note)
     check = ImageCheck(target.image, target.image_tag, digest, running, timing)
@@ -198,8 +191,9 @@ def read_stack_image(services: Services, snapshot: RolloutSnapshot, stack_build:
     return check
 
 
-def _digest_of(image_id: str) -> str:
-    return image_id.rpartition("@")[2] if "@" in image_id else image_id
+def _digests(pods: Iterable[PodState]) -> set[str]:
+    """The image digests the pods' containers run (``imageID``s without a digest are left out)."""
+    return {found for pod in pods for image_id in pod.image_ids.values() if (found := image_digest(image_id))}
 
 
 # ---------------------------------------------------------------- 4. the AWX job
@@ -359,9 +353,8 @@ def watch_rollout(
                 return RolloutResult(event.report, pod_timings(event.report, budgets.pod, Outcome.OK))
     except ClientError as error:
         raise StageFailed("roll-out", str(error), pod_timings(follower.report, budgets.pod, Outcome.FAILED)) from error
-    raise StageFailed(
-        "roll-out", "the roll-out watch was abandoned", pod_timings(follower.report, budgets.pod, Outcome.NOT_REACHED)
-    )
+    reason = "stopped watching the roll-out because another stage failed"
+    raise StageFailed("roll-out", reason, pod_timings(follower.report, budgets.pod, Outcome.NOT_REACHED))
 
 
 def _log_event(logger: Any, event: RolloutEvent) -> None:
@@ -414,7 +407,7 @@ def verify_pods(services: Services, image: ImageCheck) -> Verification:
             problems.append(f"pod {pod.name} is at revision {pod.revision}, not {state.update_revision}")
         if not pod.ready:
             problems.append(f"pod {pod.name} is not ready")
-        digests = {_digest_of(image_id) for image_id in pod.image_ids.values()}
+        digests = _digests([pod])
         if digest not in digests:
             problems.append(f"pod {pod.name} runs {', '.join(sorted(digests)) or 'no image'}, not {digest}")
     where = f"{services.cluster.server} {target.namespace}/{target.statefulset}"
