@@ -439,7 +439,9 @@ def test_deploy_creates_a_missing_statefulset(make_sandbox):
 def test_a_job_past_its_timeout_fails(make_sandbox):
     loaded = load_scenario("fragalysis")
     hurried = [t.model_copy(update={"timeout_seconds": 60}) for t in loaded.awx.templates]
-    sb = make_sandbox(loaded, speed=600, awx=loaded.awx.model_copy(update={"templates": hurried}))
+    # The timeout is real time that also pays for the playbook's unscaled HTTP calls (three before its first
+    # retry line, tens of ms each on a loaded machine): at speed 30 the minute is 2 real seconds, not 0.1.
+    sb = make_sandbox(loaded, speed=30, awx=loaded.awx.model_copy(update={"templates": hurried}))
     with api(sb) as client:
         job_id = launch(client, 1, extra_vars={"stack_image_tag": "stable"}).json()["job"]
         job = wait_job(client, job_id)
