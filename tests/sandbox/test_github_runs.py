@@ -235,6 +235,10 @@ def test_signed_push_and_workflow_run_webhooks(make_sandbox: Callable[..., Sandb
         [run_id] = pushed["runs"]
         wait_run(gh, FRONTEND, run_id)
     wait_for(lambda: len(received) >= 4, "four deliveries")
+    # the receiver records a delivery before it answers: wait until the sender has the four answers too
+    wait_for(
+        lambda: sb.call(lambda: sum(d.delivered.is_set() for d in sb.github.deliveries)) >= 4, "the four answers"
+    )
     guids = set()
     for headers, body in received:
         lowered = {k.lower(): v for k, v in headers.items()}
