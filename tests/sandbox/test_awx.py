@@ -203,7 +203,8 @@ def test_launch_requirements_and_bad_input(make_sandbox):
 
 
 def test_status_sequence_of_a_job_that_errors(make_sandbox):
-    broken = JobTemplate(name="Broken", start_seconds=60)
+    # pending for 36 modelled seconds (0.6 real s): the first poll lands in it even on a loaded machine
+    broken = JobTemplate(name="Broken", start_seconds=120)
     sb = make_sandbox(speed=60, **awx_only(broken), faults={"awx_jobs": [{"template": "Broken", "outcome": "error"}]})
     with api(sb) as client:
         job_id = launch(client, 1).json()["job"]
