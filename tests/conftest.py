@@ -64,6 +64,23 @@ def sandbox(make_sandbox: SandboxFactory) -> Sandbox:
     return make_sandbox()
 
 
+PATIENT_AWX_SECONDS = 4 * 3600.0
+"""A job template timeout (modelled) that a roll-out never meets in a test: 24 real seconds at speed 600."""
+
+
+def awx_timeout(seconds: float, scenario: str | Scenario = "fragalysis") -> Scenario:
+    """``scenario`` with every AWX job template's timeout set to ``seconds`` (modelled).
+
+    A job's timeout passes in real time, and the playbook's HTTP calls are not scaled (tens of ms each on a loaded
+    machine, one per modelled 10 s of its roll-out wait): at speed 600 the default 30 minutes are 3 real seconds, a
+    good part of which a loaded machine spends on a 6-minute roll-out. A test that expects a job to succeed gives it
+    ``PATIENT_AWX_SECONDS``; a test of the timeout itself keeps the timeout well above those calls in real time.
+    """
+    loaded = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    templates = [template.model_copy(update={"timeout_seconds": seconds}) for template in loaded.awx.templates]
+    return loaded.model_copy(update={"awx": loaded.awx.model_copy(update={"templates": templates})})
+
+
 def require_binary(name: str, package: str) -> str:
     """A real client's binary: beside this interpreter (the project's .venv/bin, which may not be on PATH), else
     on PATH, else a skip naming the package that provides it (CI installs it)."""

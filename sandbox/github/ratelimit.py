@@ -12,20 +12,23 @@ from collections.abc import Callable
 
 
 class RateLimiter:
-    """One window of ``limit`` requests; a new window starts with the first request after the reset time."""
+    """One window of ``limit`` requests; a new window starts with the first request after the reset time, and the
+    first window with the first request (not when the emulator is built: a short window would otherwise be partly
+    spent, by a varying amount, before a client's first request)."""
 
     def __init__(self, limit: int, window_seconds: float, now: Callable[[], float] = time.time) -> None:
         self.limit = limit
         self.window_seconds = window_seconds
         self._now = now
         self.used = 0
-        self.reset_at = now() + window_seconds
+        self.reset_at: float | None = None
 
-    def _roll(self) -> None:
+    def _roll(self) -> float:
         now = self._now()
-        if now >= self.reset_at:
+        if self.reset_at is None or now >= self.reset_at:
             self.used = 0
             self.reset_at = now + self.window_seconds
+        return self.reset_at
 
     @property
     def remaining(self) -> int:
@@ -35,8 +38,7 @@ class RateLimiter:
     @property
     def reset(self) -> int:
         """The epoch second at which the window resets (``x-ratelimit-reset``)."""
-        self._roll()
-        return math.ceil(self.reset_at)
+        return math.ceil(self._roll())
 
     def exhausted(self) -> bool:
         return self.remaining <= 0

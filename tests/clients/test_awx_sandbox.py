@@ -26,6 +26,7 @@ from clients.retry import RetryPolicy
 from clients.waiting import Poll
 from sandbox.runtime import Sandbox
 from sandbox.scenario import AwxScenario, JobTemplate
+from tests.conftest import PATIENT_AWX_SECONDS, awx_timeout
 
 STAGING_VC = "Staging Fragalysis Stack (Version Change)"
 FAST = RetryPolicy(attempts=3, backoff_initial=0.02, backoff_max=0.05, jitter=0.0, max_retry_after=2.0)
@@ -70,7 +71,7 @@ def served(sb: Sandbox, method: str, suffix: str, *, at_least: int = 0) -> list[
 
 
 def test_find_launch_follow_and_stream(make_sandbox: Callable[..., Sandbox], awx_of: Callable[..., AwxClient]) -> None:
-    sb = make_sandbox(speed=600)
+    sb = make_sandbox(awx_timeout(PATIENT_AWX_SECONDS), speed=600)
     awx = awx_of(sb)
     template = awx.find_template(STAGING_VC)
     assert template.organization == "Default"

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 
 from sandbox.runtime import Sandbox
-from sandbox.scenario import AwxScenario, JobTemplate, KubernetesScenario, Namespace, load_scenario
-from tests.conftest import wait_for
+from sandbox.scenario import AwxScenario, JobTemplate, KubernetesScenario, Namespace
+from tests.conftest import PATIENT_AWX_SECONDS, awx_timeout, wait_for
 
 STAGING_VC = "Staging Fragalysis Stack (Version Change)"
 ORDER = ["pending", "waiting", "running"]
@@ -203,7 +203,8 @@ def test_launch_requirements_and_bad_input(make_sandbox):
 
 
 def test_status_sequence_of_a_job_that_errors(make_sandbox):
-    broken = JobTemplate(name="Broken", start_seconds=60)
+    # pending for 36 modelled seconds (0.6 real s): the first poll lands in it even on a loaded machine
+    broken = JobTemplate(name="Broken", start_seconds=120)
     sb = make_sandbox(speed=60, **awx_only(broken), faults={"awx_jobs": [{"template": "Broken", "outcome": "error"}]})
     with api(sb) as client:
         job_id = launch(client, 1).json()["job"]
@@ -384,7 +385,7 @@ def kube(sb: Sandbox) -> httpx.Client:
 
 
 def test_version_change_rolls_the_statefulset_out(make_sandbox):
-    sb = make_sandbox(speed=600)
+    sb = make_sandbox(awx_timeout(PATIENT_AWX_SECONDS), speed=600)
     with kube(sb) as k8s:
         before = k8s.get("/apis/apps/v1/namespaces/staging-stack/statefulsets/stack").json()
     with api(sb) as client:
@@ -408,7 +409,7 @@ def test_version_change_rolls_the_statefulset_out(make_sandbox):
 
 
 def test_deploy_creates_a_missing_statefulset(make_sandbox):
-    loaded = load_scenario("fragalysis")
+    loaded = awx_timeout(PATIENT_AWX_SECONDS)
     kubernetes = KubernetesScenario(
         namespaces=[
             ns if ns.name != "staging-stack" else Namespace(name="staging-stack") for ns in loaded.kubernetes.namespaces
@@ -437,9 +438,9 @@ def test_deploy_creates_a_missing_statefulset(make_sandbox):
 
 
 def test_a_job_past_its_timeout_fails(make_sandbox):
-    loaded = load_scenario("fragalysis")
-    hurried = [t.model_copy(update={"timeout_seconds": 60}) for t in loaded.awx.templates]
-    sb = make_sandbox(loaded, speed=600, awx=loaded.awx.model_copy(update={"templates": hurried}))
+    # The playbook makes three unscaled HTTP calls before its first retry line (tens of ms each on a loaded
+    # machine): at speed 30 the one-minute timeout is 2 real seconds (at speed 600 it was 0.1, often too short).
+    sb = make_sandbox(awx_timeout(60), speed=30)
     with api(sb) as client:
         job_id = launch(client, 1, extra_vars={"stack_image_tag": "stable"}).json()["job"]
         job = wait_job(client, job_id)

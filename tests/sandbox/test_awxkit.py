@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from sandbox.runtime import Sandbox
-from tests.conftest import require_binary
+from tests.conftest import PATIENT_AWX_SECONDS, awx_timeout, require_binary
 
 pytestmark = pytest.mark.awxkit
 
@@ -42,7 +42,7 @@ def final_json(stdout: str) -> dict[str, object]:
 
 
 def test_launch_monitor_succeeds(make_sandbox):
-    sb = make_sandbox(speed=600)
+    sb = make_sandbox(awx_timeout(PATIENT_AWX_SECONDS), speed=600)
     result = launch_and_monitor(sb)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PLAY RECAP" in result.stdout

@@ -18,6 +18,7 @@ import pytest
 from sandbox.github.webhooks import signatures
 from sandbox.runtime import Sandbox
 from sandbox.scenario import Webhook
+from tests.conftest import PATIENT_AWX_SECONDS, awx_timeout
 from tests.sandbox.test_github import (
     FACTS_INPUTS,
     FRONTEND,
@@ -163,7 +164,8 @@ def test_without_trigger_downstream_the_step_is_skipped(make_sandbox: Callable[.
 
 def test_stack_build_launches_awx_over_http(make_sandbox: Callable[..., Sandbox]):
     """Needs the AWX emulator (issue 2): the stack build finds and launches the template over AWX's API."""
-    sb = make_sandbox(scenario(awx=True), speed=SPEED)
+    # the build waits for the job, whose default timeout is 1.5 real seconds at this speed
+    sb = make_sandbox(awx_timeout(PATIENT_AWX_SECONDS, scenario(awx=True)), speed=SPEED)
     with api(sb) as gh:
         [run_id] = push(sb, STACK, "master")["runs"]
         run = wait_run(gh, STACK, run_id)
@@ -235,6 +237,8 @@ def test_signed_push_and_workflow_run_webhooks(make_sandbox: Callable[..., Sandb
         [run_id] = pushed["runs"]
         wait_run(gh, FRONTEND, run_id)
     wait_for(lambda: len(received) >= 4, "four deliveries")
+    # the receiver records a delivery before it answers: wait until the sender has the four answers too
+    wait_for(lambda: sb.call(lambda: sum(d.delivered.is_set() for d in sb.github.deliveries)) >= 4, "the four answers")
     guids = set()
     for headers, body in received:
         lowered = {k.lower(): v for k, v in headers.items()}
