@@ -9,6 +9,9 @@ from pydantic import BaseModel, Field
 
 from blocks.credentials import AwxServer, GitHubAccount, ImageRegistry, KubernetesCluster
 
+PRODUCTION_TAG = r"^[0-9]+\.[0-9]+\.[0-9]+$"
+"""FACTS.md: a production-grade stack tag has three numbers separated by periods (matched whole)."""
+
 
 class Mode(StrEnum):
     ORCHESTRATE = "orchestrate"
@@ -85,6 +88,11 @@ class StackTarget(Block):
     job_template: str = Field(
         default="Staging Fragalysis Stack (Version Change)", description="The AWX job template that redeploys"
     )
+    first_deploy_template: str = Field(
+        default="Staging Fragalysis Stack",
+        description="The one-time AWX job template that creates the stack (a developer's: 'User (<user>) Developer "
+        "Fragalysis Stack')",
+    )
     image_tag_var: str = Field(default="stack_image_tag", description="The extra var carrying the image tag")
     cluster: KubernetesCluster = Field(description="The cluster the stack runs on")
     namespace: str = Field(default="staging-stack", description="The stack's namespace")
@@ -112,6 +120,25 @@ class StackTarget(Block):
     stuck_grace_seconds: float = Field(
         default=60.0, gt=0, description="A pod stuck (CrashLoopBackOff, ImagePullBackOff, ...) this long fails"
     )
+    production: bool = Field(
+        default=False,
+        description="A production environment: deployed from production-grade tags, with approval and rollback "
+        "unless told otherwise; a production run refuses a target that is not, and a staging run one that is",
+    )
+    tag_pattern: str = Field(
+        default=PRODUCTION_TAG, description="The tags that may be deployed here (production), matched whole"
+    )
+    approval: bool | None = Field(
+        default=None, description="Wait for an approval in the Prefect UI before launching AWX (empty: production)"
+    )
+    approval_timeout_seconds: float = Field(
+        default=86400.0, gt=0, description="With no decision this long, the run ends Cancelled, deploying nothing"
+    )
+    rollback: bool | None = Field(
+        default=None,
+        description="When the roll-out fails, roll back to the last good tag (empty: production, whose tags are "
+        "immutable)",
+    )
     time_scale: float = Field(
         default=1.0,
         gt=0,
@@ -123,3 +150,11 @@ class StackTarget(Block):
     def image(self) -> str:
         """The stack image reference this environment runs, e.g. xchem/fragalysis-stack:latest."""
         return f"{self.stack_image}:{self.image_tag}"
+
+    @property
+    def asks_approval(self) -> bool:
+        return self.production if self.approval is None else self.approval
+
+    @property
+    def rolls_back(self) -> bool:
+        return self.production if self.rollback is None else self.rollback

@@ -267,6 +267,14 @@ class KubernetesApi:
         )
         return body
 
+    def delete_pod(self, namespace: str, name: str) -> None:
+        """Delete a pod (its controller creates it again).
+
+        Raises:
+            NotFound: no such pod.
+        """
+        self.call(self.core.delete_namespaced_pod, f"DELETE pod {namespace}/{name}", name, namespace)
+
     def list(self, collection: Collection) -> ObjectList:
         """The objects of ``collection`` now, and the list's resourceVersion."""
         body = self.call(

@@ -9,7 +9,7 @@ pure decisions in ``clients.rollout_state``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from clients.errors import NotFound
 from clients.http import Closable
 from clients.kubernetes_api import STRATEGIC_MERGE, Collection, KubernetesApi, Resource
 from clients.retry import RetryPolicy
@@ -129,6 +130,11 @@ class RolloutClient(Closable):
         listed = self.api.list(Collection(Resource.PODS, namespace, label_selector=selector))
         return list(listed.items), listed.resource_version
 
+    def container_images(self, namespace: str, name: str) -> dict[str, str]:
+        """The images of the StatefulSet's pod template, by container name (what the controller rolls out)."""
+        spec = ((self.statefulset(namespace, name).get("spec") or {}).get("template") or {}).get("spec") or {}
+        return {str(c.get("name")): str(c.get("image")) for c in spec.get("containers") or [] if c.get("image")}
+
     def state(self, namespace: str, name: str) -> RolloutState:
         """The roll-out state now (one read of the StatefulSet and its pods)."""
         statefulset = self.statefulset(namespace, name)
@@ -178,6 +184,22 @@ class RolloutClient(Closable):
         body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: value}}}}}
         self.api.patch_statefulset(namespace, name, body)
         return value
+
+    def delete_pods(self, namespace: str, names: Iterable[str]) -> list[str]:
+        """Delete pods by name (a StatefulSet creates each again at its update revision); returns those deleted.
+
+        Kubernetes' forced rollback (FACTS.md): with ``podManagementPolicy: OrderedReady`` the controller never
+        replaces a pod that is not Ready, even once the template is reverted, so the broken pods must be deleted.
+        A pod already gone is skipped. The credential needs ``delete`` on pods in the namespace.
+        """
+        deleted = []
+        for name in names:
+            try:
+                self.api.delete_pod(namespace, name)
+            except NotFound:
+                continue
+            deleted.append(name)
+        return deleted
 
     # ------------------------------------------------------------ following
 

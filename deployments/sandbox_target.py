@@ -15,11 +15,13 @@ from blocks import AwxServer, Budgets, GitHubAccount, ImageRegistry, KubernetesC
 ENVIRONMENTS = {
     "staging": {
         "job_template": "Staging Fragalysis Stack (Version Change)",
+        "first_deploy_template": "Staging Fragalysis Stack",
         "namespace": "staging-stack",
         "image_tag": "latest",
     },
     "production": {
         "job_template": "Production Fragalysis Stack (Version Change)",
+        "first_deploy_template": "Production Fragalysis Stack",
         "namespace": "production-stack",
         "image_tag": "stable",
     },
@@ -61,7 +63,10 @@ def sandbox_target(
         budgets=budgets or Budgets().scaled(speed),
         stuck_grace_seconds=max(2.0, 60.0 / speed),
         time_scale=speed,
+        production=environment == "production",
+        approval_timeout_seconds=86400.0 / speed,
         job_template=ENVIRONMENTS[environment]["job_template"],
+        first_deploy_template=ENVIRONMENTS[environment]["first_deploy_template"],
         namespace=ENVIRONMENTS[environment]["namespace"],
         image_tag=ENVIRONMENTS[environment]["image_tag"],
     )

@@ -6,7 +6,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 
 from blocks import Budgets
-from flows.report import DeploymentReport
+from flows.report import DeploymentOutcome, DeploymentReport
 from flows.timing import render_markdown_table
 
 
@@ -19,12 +19,12 @@ def artifact_key(environment: str, kind: str) -> str:
 def publish(report: DeploymentReport, *, budgets: Budgets, time_scale: float) -> None:
     """Publish the timing table, the summary with its timeline and the ``fragalysis.deployment.*`` event, whatever
     the outcome."""
-    outcome = "succeeded" if report.succeeded else "failed"
+    outcome = (report.outcome or DeploymentOutcome.FAILED).value
     rows = report.table.as_rows(time_scale)
     create_table_artifact(
         table=rows,
         key=artifact_key(report.environment, "timings"),
-        description=f"{report.environment} deployment {outcome}: stage timings against their budgets",
+        description=f"{report.environment} <- {report.change}: {outcome}; stage timings against their budgets",
     )
     create_markdown_artifact(
         markdown=report.summary_markdown(
@@ -33,7 +33,7 @@ def publish(report: DeploymentReport, *, budgets: Budgets, time_scale: float) ->
         + "\n"
         + render_markdown_table(rows),
         key=artifact_key(report.environment, "summary"),
-        description=f"{report.environment} deployment {outcome}",
+        description=f"{report.environment} <- {report.change}: {outcome}",
     )
     emit_event(
         event=f"fragalysis.deployment.{outcome}",

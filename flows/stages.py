@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks import Mode, Source
 from clients.awx import Job
-from clients.errors import ClientError, DeadlineExceeded
+from clients.errors import ClientError, DeadlineExceeded, NotFound
 from clients.github_models import WorkflowRun
 from clients.registry import image_digest
 from clients.rollout_events import (
@@ -35,8 +35,8 @@ from clients.rollout_events import (
     RolloutReport,
     RolloutSnapshot,
 )
-from clients.rollout_state import PodState, pod_state
-from clients.waiting import Poll
+from clients.rollout_state import PodState, RolloutState, pod_state
+from clients.waiting import Deadline, Poll, poll_until
 from flows.report import StageFailed
 from flows.results import BuildResult, ImageCheck, JobResult, RolloutResult, Verification
 from flows.services import Services
@@ -138,6 +138,29 @@ def build_stack(
     return _follow_build("stack build", services, budgets.stack_build, find)
 
 
+@task(name="wait for tag build", task_run_name="wait for the build of {tag}", cache_policy=NO_CACHE)
+def wait_for_tag_build(services: Services, tag: str, sha: str) -> BuildResult:
+    """Find the stack repository's build of a pushed tag (``build main`` on the tag's push, FACTS.md) and follow it
+    to success; on a run resumed after an approval it is already done, so this is one cheap read."""
+    target = services.target
+    budgets = target.budgets
+    github = services.github
+    return _follow_build(
+        "stack build",
+        services,
+        budgets.stack_build,
+        lambda: github.wait_for_run(
+            target.stack_repository,
+            target.stack_workflow,
+            sha,
+            event="push",
+            branch=tag,  # GitHub names a tag push's run by the tag (head_branch)
+            deadline_seconds=budgets.deadline(budgets.stack_build),
+            poll=poll_for(budgets.stack_build),
+        ),
+    )
+
+
 def _follow_build(name: str, services: Services, budget: float, find: Callable[[], WorkflowRun]) -> BuildResult:
     """Find a build with ``find``, follow it to success, and time it from the run's own timestamps."""
     logger = get_run_logger()
@@ -168,22 +191,28 @@ def _follow_build(name: str, services: Services, budget: float, find: Callable[[
 
 @task(
     name="read stack image",
-    task_run_name="read {services.target.image} digest",
+    task_run_name="read {services.target.stack_image}:{tag} digest",
     cache_policy=NO_CACHE,
 )
-def read_stack_image(services: Services, snapshot: RolloutSnapshot, stack_build: BuildResult) -> ImageCheck:
-    """Read the image that ``stack_build`` pushed from the registry, and compare it with what the pods run now."""
+def read_stack_image(
+    services: Services, snapshot: RolloutSnapshot | None, stack_build: BuildResult | None, *, tag: str
+) -> ImageCheck:
+    """Read the stack image ``tag`` (which ``stack_build`` pushed; None: an earlier build, for a rollback or a first
+    deployment) from the registry, and compare its digest with what the pods run now (``snapshot``; None: no
+    StatefulSet yet)."""
     target = services.target
     logger = get_run_logger()
     name = "image"
     began = now()
+    reference = f"{target.stack_image}:{tag}"
     with stage(name, budget=target.budgets.image):
-        digest = services.registry.digest(target.image)
-    running = tuple(sorted(_digests(pod_state(pod, snapshot.update_revision) for pod in snapshot.pod_objects)))
+        digest = services.registry.digest(reference)
+    pods = [pod_state(pod, snapshot.update_revision) for pod in snapshot.pod_objects] if snapshot else []
+    running = tuple(sorted(_digests(pods)))
     note = "" if digest not in running else "same digest as the running pods"
     timing = StageTiming(name, began, now(), target.budgets.image, note=note)
-    check = ImageCheck(target.image, target.image_tag, digest, running, timing)
-    built = f"{stack_build.run.describe()} pushed {target.image}"
+    check = ImageCheck(reference, tag, digest, running, timing)
+    built = f"{stack_build.run.describe()} pushed {reference}" if stack_build else reference
     if check.is_new:
         logger.info("%s: %s (the pods run %s)", built, digest, ", ".join(running) or "nothing yet")
     else:
@@ -211,14 +240,14 @@ def snapshot_rollout(services: Services) -> RolloutSnapshot:
         return services.cluster.snapshot(target.namespace, target.statefulset)
 
 
-@task(name="run AWX job", task_run_name="AWX: {services.target.job_template}", cache_policy=NO_CACHE)
+@task(name="run AWX job", task_run_name="AWX: {template}", cache_policy=NO_CACHE)
 def run_awx_job(
-    services: Services, mode: Mode, image: ImageCheck, *, since: datetime, stop: threading.Event
+    services: Services, mode: Mode, image: ImageCheck, *, template: str, since: datetime, stop: threading.Event
 ) -> JobResult:
-    """Orchestrate: launch the template with the image's tag. Observe: find the job that the stack build launched
-    (created after ``since``). Then follow it to the end, streaming its output into the flow's logs. When ``stop``
-    is set (the roll-out failed), stop following; a job we launched is canceled so that it does not hold the
-    template."""
+    """Orchestrate: launch ``template`` (the target's version change, or a first deployment's) with the image's
+    tag. Observe: find the job of ``template`` that the stack build launched (created after ``since``). Then follow
+    it to the end, streaming its output into the flow's logs. When ``stop`` is set (the roll-out failed), stop
+    following; a job we launched is canceled so that it does not hold the template."""
     logger = get_run_logger()
     target = services.target
     budgets = target.budgets
@@ -252,13 +281,13 @@ def run_awx_job(
         return [start, StageTiming("AWX job", job.started, job.finished or now(), budgets.awx_job, outcome, job.ui_url)]
 
     try:
-        template = awx.find_template(target.job_template)
+        found = awx.find_template(template)
         if mode is Mode.ORCHESTRATE:
-            job = awx.launch(template, extra_vars)
-            logger.info("Launched AWX job %s from %r with %s: %s", job.id, template.name, extra_vars, job.ui_url)
+            job = awx.launch(found, extra_vars)
+            logger.info("Launched AWX job %s from %r with %s: %s", job.id, found.name, extra_vars, job.ui_url)
         else:
             job = awx.wait_for_job(
-                template,
+                found,
                 since=since,
                 extra_vars=extra_vars,
                 deadline_seconds=budgets.deadline(budgets.awx_start),
@@ -312,21 +341,113 @@ def watch_rollout(
 ) -> RolloutResult:
     """Follow the roll-out from the snapshot, pod by pod, to pods running the image's digest, updating a progress
     artifact as each pod is replaced."""
+    budgets = services.target.budgets
+    # the roll-out cannot start before the AWX job patches the StatefulSet: a job that never starts is the AWX
+    # stage's failure (it gives up first), not this one's
+    before = budgets.deadline(budgets.awx_start) + budgets.deadline(budgets.awx_job)
+    return _follow_rollout(
+        services, snapshot, image, stop=stop, stage_name="roll-out", before_start=before, require_change=True
+    )
+
+
+@task(
+    name="force rollback",
+    task_run_name="roll back {services.target.namespace}/{services.target.statefulset}",
+    cache_policy=NO_CACHE,
+)
+def force_rollback(
+    services: Services, failed_revision: str | None, image: ImageCheck, *, stop: threading.Event
+) -> RolloutResult:
+    """Kubernetes' forced rollback (FACTS.md): once the AWX job has reverted the StatefulSet's template (its update
+    revision is no longer ``failed_revision``), delete the pods of the failed revision that are not Ready, which
+    the controller never replaces by itself under ``OrderedReady``, then follow the roll-out back to pods running
+    the image's digest."""
+    target = services.target
+    budgets = target.budgets
+    cluster = services.cluster
+    where = f"{cluster.server} {target.namespace}/{target.statefulset}"
+    waited = budgets.deadline(budgets.awx_start) + budgets.deadline(budgets.awx_job)
+
+    def reverted() -> RolloutState | None:
+        state = cluster.state(target.namespace, target.statefulset)
+        return state if state.update_revision != failed_revision else None
+
+    with stage("rollback", budget=budgets.awx_start):
+        state = poll_until(reverted, Deadline(waited), poll_for(budgets.awx_start), stop)
+        if state is None:
+            if stop.is_set():
+                raise StageFailed("rollback", f"stopped waiting for {where} to be reverted: another stage failed")
+            raise StageFailed(
+                "rollback", f"{where} was still at the failed revision {failed_revision} after {waited:.0f} s"
+            )
+        stuck = [pod.name for pod in state.pods if pod.revision == failed_revision and not pod.ready]
+        deleted = cluster.delete_pods(target.namespace, stuck)
+        if deleted:
+            get_run_logger().warning(
+                "Deleted %s of the failed revision %s: not Ready, so the controller would never replace them",
+                ", ".join(deleted),
+                failed_revision,
+            )
+        snapshot = cluster.snapshot(target.namespace, target.statefulset)
+    # the change (the revert) is in the snapshot already
+    return _follow_rollout(
+        services, snapshot, image, stop=stop, stage_name="rollback", before_start=0.0, require_change=False
+    )
+
+
+@task(
+    name="watch new stack",
+    task_run_name="watch {services.target.namespace}/{services.target.statefulset} come up",
+    cache_policy=NO_CACHE,
+)
+def watch_new_stack(services: Services, image: ImageCheck, *, stop: threading.Event) -> RolloutResult:
+    """A first deployment: wait for the StatefulSet to be created, then follow it until every pod is Ready and
+    runs the image's digest."""
+    target = services.target
+    budgets = target.budgets
+    cluster = services.cluster
+    waited = budgets.deadline(budgets.awx_start) + budgets.deadline(budgets.awx_job)
+
+    def created() -> RolloutSnapshot | None:
+        try:
+            return cluster.snapshot(target.namespace, target.statefulset)
+        except NotFound:
+            return None
+
+    with stage("first deployment", budget=budgets.awx_start):
+        snapshot = poll_until(created, Deadline(waited), poll_for(budgets.awx_start), stop)
+    if snapshot is None:
+        where = f"{cluster.server} {target.namespace}/{target.statefulset}"
+        reason = "another stage failed" if stop.is_set() else f"it did not exist after {waited:.0f} s"
+        raise StageFailed("first deployment", f"stopped waiting for {where}: {reason}")
+    return _follow_rollout(
+        services, snapshot, image, stop=stop, stage_name="first deployment", before_start=0.0, require_change=False
+    )
+
+
+def _follow_rollout(
+    services: Services,
+    snapshot: RolloutSnapshot,
+    image: ImageCheck,
+    *,
+    stop: threading.Event,
+    stage_name: str,
+    before_start: float,
+    require_change: bool,
+) -> RolloutResult:
+    """Follow a roll-out from ``snapshot`` to pods running ``image``'s digest, with a progress artifact; it may
+    take ``before_start`` seconds to begin, then each pod its budget times the factor. ``require_change``: wait
+    for a change after the snapshot (a version change), or only for the roll-out in it to end (a rollback whose
+    revert is in the snapshot, a new stack)."""
     logger = get_run_logger()
     target = services.target
     budgets = target.budgets
     replicas = int(snapshot.replicas or 0)
-    # the roll-out cannot start before the AWX job patches the StatefulSet: a job that never starts is the AWX
-    # stage's failure (it gives up first), not this one's
-    timeout = (
-        budgets.deadline(budgets.awx_start)
-        + budgets.deadline(budgets.awx_job)
-        + budgets.deadline(budgets.pod) * max(1, replicas)
-    )
+    timeout = before_start + budgets.deadline(budgets.pod) * max(1, replicas)
     progress = cast(
         UUID,
         create_progress_artifact(
-            progress=0.0, description=f"{target.environment}: roll-out of {target.namespace}/{target.statefulset}"
+            progress=0.0, description=f"{target.environment}: {stage_name} of {target.namespace}/{target.statefulset}"
         ),
     )
     ready: list[str] = []
@@ -336,6 +457,7 @@ def watch_rollout(
         stuck_grace=target.stuck_grace_seconds,
         expected_digest=image.digest,
         container=None,
+        require_change=require_change,
         stop=stop,
     )
     try:
@@ -349,12 +471,12 @@ def watch_rollout(
                     description=f"{target.environment}: {len(ready)}/{replicas} pods replaced ({event.pod} ready)",
                 )
             if isinstance(event, RolloutDone):
-                update_progress_artifact(progress, 100.0, description=f"{target.environment}: roll-out done")
+                update_progress_artifact(progress, 100.0, description=f"{target.environment}: {stage_name} done")
                 return RolloutResult(event.report, pod_timings(event.report, budgets.pod, Outcome.OK))
     except ClientError as error:
-        raise StageFailed("roll-out", str(error), pod_timings(follower.report, budgets.pod, Outcome.FAILED)) from error
-    reason = "stopped watching the roll-out because another stage failed"
-    raise StageFailed("roll-out", reason, pod_timings(follower.report, budgets.pod, Outcome.NOT_REACHED))
+        raise StageFailed(stage_name, str(error), pod_timings(follower.report, budgets.pod, Outcome.FAILED)) from error
+    reason = f"stopped watching the {stage_name} because another stage failed"
+    raise StageFailed(stage_name, reason, pod_timings(follower.report, budgets.pod, Outcome.NOT_REACHED))
 
 
 def _log_event(logger: Any, event: RolloutEvent) -> None:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import re
 
-PRODUCTION_TAG = r"^[0-9]+\.[0-9]+\.[0-9]+$"
+from blocks import PRODUCTION_TAG
+
+__all__ = ["PRODUCTION_TAG", "TagRefused", "check_tag", "is_older", "version_key"]
+
 MAX_LENGTH = 128
 """A Docker image tag has at most 128 characters (the distribution spec's tag grammar)."""
 

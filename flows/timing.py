@@ -32,12 +32,14 @@ class StageTiming:
     outcome: Outcome = Outcome.OK
     link: str | None = None
     note: str = ""
+    excluded: float = 0.0
+    """Seconds inside the span that do not count (the lead time leaves the approval wait out)."""
 
     @property
     def duration(self) -> float | None:
         if self.started is None or self.finished is None:
             return None
-        return max(0.0, (self.finished - self.started).total_seconds())
+        return max(0.0, (self.finished - self.started).total_seconds() - self.excluded)
 
     @property
     def verdict(self) -> str:
@@ -77,6 +79,7 @@ class StageTiming:
             "budget_seconds": self.budget,
             "verdict": self.verdict,
             "link": self.link,
+            "excluded_seconds": self.excluded,
         }
 
 
@@ -94,8 +97,8 @@ class TimingTable:
         return next((row for row in self.rows if row.stage == stage), None)
 
     def stages(self) -> list[StageTiming]:
-        """The measured stages (not the derived lead-time rows)."""
-        return [row for row in self.rows if not row.stage.startswith(DERIVED_PREFIXES)]
+        """The measured stages (not the derived lead-time rows, nor the approval wait)."""
+        return [row for row in self.rows if not is_derived(row.stage) and row.stage != APPROVAL]
 
     def slowest(self) -> StageTiming | None:
         measured = [row for row in self.stages() if row.duration is not None]
@@ -105,34 +108,51 @@ class TimingTable:
         return [row.as_row(time_scale) for row in self.rows]
 
 
-DERIVED_PREFIXES = ("commit -> roll-out start", "total (lead time)")
+APPROVAL = "approval"
+"""The row of the wait for a decision (production): shown beside the lead time, never inside it."""
+TOTAL = "total (lead time)"
+ROLLOUT_START = " -> roll-out start"
+
+
+def is_derived(stage: str) -> bool:
+    """Whether a row is one of the lead-time rows derived at the end (not a stage of its own)."""
+    return stage == TOTAL or stage.endswith(ROLLOUT_START)
 
 
 def lead_time_rows(
-    commit_time: datetime | None,
+    change_at: datetime | None,
     rollout_started: datetime | None,
     finished: datetime | None,
     *,
     rollout_budget: float,
     total_budget: float,
     failed: bool,
+    change: str = "commit",
+    excluded: float = 0.0,
 ) -> list[StageTiming]:
-    """The two derived rows: commit -> roll-out start, and the total lead time (commit -> last pod ready)."""
+    """The two derived rows: ``<change> -> roll-out start`` and the total lead time (``change`` -> last pod ready),
+    both measured from the change (a commit, or a tag push) and leaving ``excluded`` seconds (an approval wait) out.
+    """
     total_outcome = Outcome.FAILED if failed else Outcome.OK
+    note = f"{format_seconds(excluded)} of approval left out" if excluded else ""
     return [
         StageTiming(
-            "commit -> roll-out start",
-            commit_time,
+            f"{change}{ROLLOUT_START}",
+            change_at,
             rollout_started,
             rollout_budget,
             Outcome.OK if rollout_started else Outcome.NOT_REACHED,
+            note=note,
+            excluded=excluded if rollout_started else 0.0,
         ),
         StageTiming(
-            "total (lead time)",
-            commit_time,
+            TOTAL,
+            change_at,
             finished,
             total_budget,
             total_outcome if finished else Outcome.NOT_REACHED,
+            note=note,
+            excluded=excluded if finished else 0.0,
         ),
     ]
 

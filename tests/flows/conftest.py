@@ -32,14 +32,23 @@ def deploy_target(prefect_server: None, tmp_path: Path) -> Callable[..., StackTa
     """Save a ``StackTarget`` (and its credentials blocks) for a running sandbox under a fresh name."""
     counter = iter(range(1000))
 
-    def save(sb: Sandbox, *, mode: Mode = Mode.ORCHESTRATE, wait_factor: float = 6.0, **changes: Any) -> StackTarget:
+    def save(
+        sb: Sandbox,
+        *,
+        environment: str = "staging",
+        label: str | None = None,
+        mode: Mode = Mode.ORCHESTRATE,
+        wait_factor: float = 6.0,
+        **changes: Any,
+    ) -> StackTarget:
         sb.write_state(tmp_path)
         speed = sb.clock.speed
         # waits stop at budget x factor: a generous factor keeps a loaded CI machine from tripping them
         budgets = Budgets(wait_factor=wait_factor).scaled(speed)
-        target = sandbox_target(sb.endpoints(tmp_path.resolve()), mode=mode, budgets=budgets)
-        target = target.model_copy(update=changes)
-        name = f"staging-{next(counter)}-{tmp_path.name[-12:].lower().replace('_', '-')}"
+        target = sandbox_target(sb.endpoints(tmp_path.resolve()), environment=environment, mode=mode, budgets=budgets)
+        # ``label``: the environment's name in reports, events and Variables (its own last good tag, say)
+        target = target.model_copy(update={**changes, "environment": label or target.environment})
+        name = f"{environment}-{next(counter)}-{tmp_path.name[-12:].lower().replace('_', '-')}"
         target.save(name, overwrite=True)
         target._block_document_name = name
         return target
@@ -63,9 +72,9 @@ def artifacts_of(flow_run_id: UUID) -> list[Any]:
         )
 
 
-def deployment_events(sha: str, *, wait: float = 10.0) -> list[Any]:
-    """The ``fragalysis.deployment.*`` events whose payload names ``sha`` (events reach the server in the
-    background: send what is queued, then read)."""
+def deployment_events(value: str, *, key: str = "sha", wait: float = 10.0) -> list[Any]:
+    """The ``fragalysis.deployment.*`` events whose payload's ``key`` is ``value`` (a sha, a run id; events reach
+    the server in the background: send what is queued, then read)."""
     import time
 
     from prefect.client.orchestration import get_client
@@ -77,7 +86,7 @@ def deployment_events(sha: str, *, wait: float = 10.0) -> list[Any]:
     while True:
         with get_client(sync_client=True) as client:
             page = client.read_events(EventFilter(event=EventNameFilter(prefix=["fragalysis.deployment."])), limit=50)
-        found = [event for event in page.events if event.payload.get("sha") == sha]
+        found = [event for event in page.events if event.payload.get(key) == value]
         if found or time.monotonic() > deadline:
             return found
         time.sleep(0.2)

@@ -98,7 +98,7 @@ def test_in_model():
 
 def test_the_summary_carries_the_picture():
     report = DeploymentReport(environment="staging", source="frontend", sha="1a2b3c4d5e", image="x/y:latest")
-    report.commit_time = at(0)
+    report.change_at = at(0)
     for row in rows():
         report.table.add(row)
     text = report.summary_markdown(target_seconds=900, rollout_budget=540)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from flows.report import DeploymentReport
+from flows.report import DeploymentOutcome, DeploymentReport
 from flows.timing import (
     Outcome,
     StageTiming,
@@ -101,14 +101,34 @@ def test_a_scaled_row_says_what_it_stands_for_in_the_modelled_world():
 
 def test_a_scaled_summary_gives_the_modelled_figures():
     report = DeploymentReport(environment="staging", source="frontend", sha="1a2b3c4d5e", image="x/y:latest")
-    report.commit_time = at(0)
+    report.change_at = at(0)
     report.table.add(StageTiming("source build", at(0.5), at(4.3), 6.0))
     for row in lead_time_rows(at(0), at(8.4), at(14.1), rollout_budget=9.0, total_budget=15.0, failed=False):
         report.table.add(row)
-    report.succeeded = True
+    report.outcome = DeploymentOutcome.SUCCEEDED
     text = report.summary_markdown(target_seconds=15.0, rollout_budget=9.0, time_scale=60)
     assert "14.1 s at speed 60 = 14.1 min — within the 15.0 s at speed 60 = 15.0 min target" in text
     assert "a sandbox at speed 60" in text
     real = report.summary_markdown(target_seconds=15.0, rollout_budget=9.0)
     assert "14.1 s — within the 15.0 s target" in real
     assert "speed" not in real
+
+
+def test_the_lead_time_leaves_the_approval_wait_out():
+    rows = lead_time_rows(
+        at(0), at(600), at(1100), rollout_budget=540, total_budget=900, failed=False, change="tag push", excluded=300
+    )
+    assert [(r.stage, r.duration, r.as_row()["verdict"]) for r in rows] == [
+        ("tag push -> roll-out start", 300.0, "within budget (5m 00s of approval left out)"),
+        ("total (lead time)", 800.0, "within budget (5m 00s of approval left out)"),
+    ]
+    assert rows[1].as_payload()["excluded_seconds"] == 300
+
+
+def test_the_approval_wait_is_no_stage_of_its_own():
+    table = TimingTable()
+    table.add(StageTiming("stack build", at(0), at(240), 360))
+    table.add(StageTiming("approval", at(250), at(5000), None, note="approved by ana"))
+    slowest = table.slowest()
+    assert slowest is not None
+    assert slowest.stage == "stack build"

@@ -1,0 +1,53 @@
+"""The tag -> production flow: a production-grade tag of the stack repository carried to verified pods of the
+production stack, after an approval in the Prefect UI, rolled back to the last good tag when its roll-out fails.
+
+From Python (a plain call pauses in this process for the approval; run it through its deployment to hold nothing)::
+
+    from flows.production import deploy_to_production
+    state = deploy_to_production(tag="1.2.3", return_state=True)
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from prefect import flow
+from prefect.client.schemas.objects import State
+from prefect.runtime import flow_run
+from prefect.states import Cancelled
+
+from blocks import Mode, StackTarget
+from flows.pipeline import deploy_tag
+from flows.report import DeploymentReport, DeploymentStopped
+
+
+def _run_name() -> str:
+    parameters = flow_run.parameters
+    tag = str(parameters.get("tag", ""))
+    shown = tag if len(tag) <= 40 and tag.isprintable() else repr(tag[:37]) + "..."
+    return f"{parameters.get('target', 'production')} <- {shown}"
+
+
+@flow(name="deploy-to-production", flow_run_name=_run_name, persist_result=True)
+def deploy_to_production(
+    tag: str,
+    target: str = "production",
+    mode: Mode | None = None,
+    allow_downgrade: bool = False,
+) -> DeploymentReport | State[None]:
+    """Deploy a production-grade tag to production.
+
+    A rejection, or no decision in time, ends the run Cancelled and deploys nothing; a failed roll-out rolls back
+    to the last good tag and ends the run Failed, saying whether the rollback was verified.
+
+    Args:
+        tag: the stack repository's tag, e.g. ``1.2.3`` (only production-grade tags go on).
+        target: the name of the production ``StackTarget`` block.
+        mode: override the target's mode (``orchestrate`` or ``observe``).
+        allow_downgrade: deploy a tag older than the one production runs now (a rollback by hand).
+    """
+    stack_target = cast(StackTarget, StackTarget.load(target))
+    try:
+        return deploy_tag(stack_target, tag=tag, mode=mode, allow_downgrade=allow_downgrade)
+    except DeploymentStopped as stopped:
+        return Cancelled(message=str(stopped))
