@@ -128,10 +128,48 @@ def _duration(seconds: float, time_scale: float) -> str:
     def plain(value: float) -> str:
         if value >= 3600 and value % 3600 == 0:
             return f"{value / 3600:g} h"
-        if value >= 60:
+        if value >= 60 and value % 60 == 0:
             return f"{value / 60:g} min"
         return format_seconds(value)
 
     if time_scale == 1:
         return plain(seconds)
     return f"{plain(seconds)} ({plain(seconds * time_scale)} at speed {time_scale:g})"
+
+
+def ensure_timeout_automation(deployment_id: UUID, timeout_seconds: float) -> UUID:
+    """The automation that resumes a suspended run of the deployment with the form's defaults (no decision) when
+    nobody decided within ``timeout_seconds``, so that the flow ends Cancelled "no decision within ..." rather than
+    the server's pause expiry failing it. Made once per deployment (an existing one of the same name is replaced).
+    """
+    from datetime import timedelta
+
+    from prefect.events.actions import ResumeFlowRun
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+    name = f"fragalysis: no approval decision within {timeout_seconds:g} s (deployment {deployment_id})"
+    automation = AutomationCore(
+        name=name,
+        description="Resumes a production run that waited too long for its approval; the run then ends Cancelled.",
+        trigger=EventTrigger(
+            posture=Posture.Proactive,
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={"prefect.resource.id": f"prefect.deployment.{deployment_id}"},
+            after={"prefect.flow-run.Suspended"},
+            expect={
+                "prefect.flow-run.Resuming",
+                "prefect.flow-run.Cancelling",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Crashed",
+            },
+            for_each={"prefect.resource.id"},
+            threshold=1,
+            within=timedelta(seconds=timeout_seconds),
+        ),
+        actions=[ResumeFlowRun()],  # the run the trigger fired for
+    )
+    with get_client(sync_client=True) as client:
+        for existing in client.read_automations_by_name(name):
+            client.delete_automation(existing.id)
+        return client.create_automation(automation)

@@ -382,20 +382,25 @@ def _question(target: StackTarget, report: DeploymentReport, image: ImageCheck) 
 
 
 def _staging_deploy_of(sha: str | None) -> str | None:
-    """The last staging deploy whose stack build was at ``sha``, from the ``fragalysis.deployment.*`` events."""
+    """The last staging deploy whose stack build was at ``sha``, from the newest ``fragalysis.deployment.*`` events
+    of staging (best effort: the question is asked anyway)."""
     if not sha:
         return None
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
-    with get_client(sync_client=True) as client:
-        page = client.read_events(
-            EventFilter(
-                event=EventNameFilter(prefix=["fragalysis.deployment."]),
-                resource=EventResourceFilter(id=["fragalysis.stack.staging"]),
-            ),
-            limit=200,
-        )
+    try:
+        with get_client(sync_client=True) as client:
+            page = client.read_events(
+                EventFilter(
+                    event=EventNameFilter(prefix=["fragalysis.deployment."]),
+                    resource=EventResourceFilter(id=["fragalysis.stack.staging"]),
+                ),
+                limit=50,  # the server's largest page
+            )
+    except Exception as error:  # the approval must not fail on a lookup that only informs it
+        get_run_logger().warning("Could not read staging's deployment events: %s", error)
+        return None
     for event in sorted(page.events, key=lambda e: e.occurred, reverse=True):
         if event.payload.get("stack_sha") == sha:
             payload = event.payload

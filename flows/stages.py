@@ -9,6 +9,7 @@ a repeat with the same inputs must run again.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -420,6 +421,8 @@ def watch_new_stack(services: Services, image: ImageCheck, *, stop: threading.Ev
         where = f"{cluster.server} {target.namespace}/{target.statefulset}"
         reason = "another stage failed" if stop.is_set() else f"it did not exist after {waited:.0f} s"
         raise StageFailed("first deployment", f"stopped waiting for {where}: {reason}")
+    # every pod of a new stack is new, even one the controller created before the snapshot was read
+    snapshot = dataclasses.replace(snapshot, pods=())
     return _follow_rollout(
         services, snapshot, image, stop=stop, stage_name="first deployment", before_start=0.0, require_change=False
     )

@@ -151,6 +151,7 @@ def _resume_when_paused(flow_run_id: Any, run_input: dict[str, Any]) -> None:
     def paused() -> bool:
         with get_client(sync_client=True) as client:
             flow_run = client.read_flow_run(flow_run_id)
+        assert flow_run.state is None or not flow_run.state.is_final(), flow_run.state.message
         return flow_run.state is not None and flow_run.state.is_paused()
 
     wait_for(paused, "the run to pause for its approval", deadline=120)

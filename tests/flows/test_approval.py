@@ -1,0 +1,215 @@
+"""Approval through a served deployment with a concurrency limit: the waiting run is suspended (it holds no slot),
+approved or rejected through the API; and, on a real Prefect server, no decision in time ends it Cancelled."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from blocks import StackTarget
+from sandbox.runtime import Sandbox
+from tests.conftest import wait_for
+from tests.flows.conftest import SPEED, scenario, target_name
+
+pytestmark = pytest.mark.prefect
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK = "xchem/fragalysis-stack"
+SERVE = textwrap.dedent(
+    """
+    import sys
+    from prefect import serve
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from flows.production import deploy_to_production
+
+    deployment = deploy_to_production.to_deployment(
+        name=sys.argv[1],
+        concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
+    )
+    serve(deployment, limit=4)
+    """
+)
+
+
+@contextmanager
+def served(name: str, api_url: str, auth: dict[str, str] | None = None) -> Iterator[str]:
+    """The production flow served as deployment ``deploy-to-production/<name>`` (limit 1, ENQUEUE) by a
+    ``serve`` process polling every second; yields the deployment's full name."""
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": api_url,
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        **(auth or {}),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVE, name],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield f"deploy-to-production/{name}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def read_run(flow_run_id: UUID) -> Any:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id)
+
+
+def deployment_id(full_name: str) -> UUID:
+    from prefect.client.orchestration import get_client
+
+    def read() -> Any:
+        with get_client(sync_client=True) as client:
+            try:
+                return client.read_deployment_by_name(full_name).id
+            except Exception:
+                return None
+
+    result: UUID = wait_for(read, f"deployment {full_name} to be served", deadline=120)
+    return result
+
+
+def start(full_name: str, target: StackTarget, tag: str) -> UUID:
+    from prefect.deployments import run_deployment
+
+    flow_run = run_deployment(full_name, parameters={"tag": tag, "target": target_name(target)}, timeout=0)
+    return flow_run.id
+
+
+def state_of(flow_run_id: UUID, *names: str, deadline: float = 180) -> Any:
+    """Wait for the run to reach a state of one of ``names`` (a generous deadline, not a timing assertion)."""
+
+    def reached() -> Any:
+        state = read_run(flow_run_id).state
+        return state if state is not None and state.name in names else None
+
+    return wait_for(reached, f"flow run {flow_run_id} to be {' or '.join(names)}", deadline=deadline)
+
+
+def test_a_served_run_is_suspended_for_approval_and_holds_no_slot(
+    make_sandbox: Callable[..., Sandbox], deploy_target
+):
+    from prefect.flow_runs import resume_flow_run
+    from prefect.settings import PREFECT_API_URL
+
+    sb = make_sandbox(scenario(), speed=SPEED)
+    target = deploy_target(sb, environment="production", label="production-served")
+    assert target.asks_approval, "production asks for approval by default"
+    sb.push(STACK, "refs/tags/1.0.3", message="Release 1.0.3")
+
+    with served("served-approval", str(PREFECT_API_URL.value())) as full_name:
+        deployment_id(full_name)
+        first = start(full_name, target, "1.0.3")
+        assert state_of(first, "Suspended").is_paused()
+        # the deployment allows one run at a time: a second run gets the slot only because the first gave it back
+        second = start(full_name, target, "1.0.3")
+        assert state_of(second, "Suspended").is_paused()
+        assert not sb.call(sb.awx.jobs), "nothing is launched before a decision"
+
+        resume_flow_run(first, run_input={"decision": "approve", "who": "ana", "comment": "release notes read"})
+        approved = state_of(first, "Completed", "Failed", "Crashed", deadline=240)
+        assert approved.is_completed(), approved.message
+        resume_flow_run(second, run_input={"decision": "reject", "who": "bob", "comment": "already out"})
+        rejected = state_of(second, "Cancelled", "Completed", "Failed", "Crashed", deadline=240)
+
+    assert rejected.is_cancelled(), rejected
+    assert rejected.message == "rejected by bob: already out"
+    jobs = sb.call(sb.awx.jobs)
+    assert len(jobs) == 1, "one launch: the approved run's"
+    assert jobs[0]["extra_vars"] == '{"stack_image_tag": "1.0.3"}'
+
+
+@pytest.fixture
+def real_prefect_server(tmp_path: Path) -> Iterator[str]:
+    """A real ``prefect server start`` (the test harness runs no proactive triggers service), its API URL."""
+    from deployments.prefect_server import LocalPrefectServer
+    from tests.conftest import free_port
+
+    server = LocalPrefectServer(tmp_path / "prefect-home", port=free_port())
+    server.start()
+    try:
+        yield server.environment()["PREFECT_API_URL"]
+    finally:
+        server.stop()
+
+
+def test_no_decision_in_time_ends_the_run_cancelled(
+    make_sandbox: Callable[..., Sandbox], tmp_path: Path, real_prefect_server: str
+):
+    """On a real server: the timeout automation resumes the suspended run with no decision after the target's
+    approval timeout, and the run ends Cancelled, deploying nothing."""
+    script = textwrap.dedent(
+        """
+        import json, sys
+        from pathlib import Path
+        from deployments.sandbox_target import sandbox_target
+        from blocks import Budgets
+
+        endpoints = json.loads(Path(sys.argv[1]).read_text())
+        target = sandbox_target(endpoints, environment="production")
+        target = target.model_copy(
+            update={"approval_timeout_seconds": 6.0, "budgets": Budgets(wait_factor=6.0).scaled(endpoints["speed"])}
+        )
+        target.save("production-timeout", overwrite=True)
+        """
+    )
+    sb = make_sandbox(scenario(), speed=SPEED)
+    sb.write_state(tmp_path / "sandbox")
+    sb.push(STACK, "refs/tags/1.0.3")
+    env = {**os.environ, "PREFECT_API_URL": real_prefect_server}
+    subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "sandbox" / "endpoints.json")], cwd=ROOT, env=env, check=True
+    )
+    waiter = textwrap.dedent(
+        """
+        import sys, time
+        from prefect.client.orchestration import get_client
+        from prefect.deployments import run_deployment
+        from flows.approval import ensure_timeout_automation
+
+        with get_client(sync_client=True) as client:
+            for _ in range(240):
+                try:
+                    deployment = client.read_deployment_by_name(sys.argv[1])
+                    break
+                except Exception:
+                    time.sleep(0.5)
+        ensure_timeout_automation(deployment.id, 6.0)
+        run = run_deployment(sys.argv[1], parameters={"tag": "1.0.3", "target": "production-timeout"}, timeout=240)
+        print(run.state.name, "|", run.state.message)
+        """
+    )
+    with served("served-timeout", real_prefect_server):
+        result = subprocess.run(
+            [sys.executable, "-c", waiter, "deploy-to-production/served-timeout"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "Cancelled | no decision within 6.0 s (20 min at speed 200)"
+    assert not sb.call(sb.awx.jobs), "nothing was launched"
