@@ -49,25 +49,26 @@ class LocalPrefectServer:
         if self.healthy():
             return False
         self.home.mkdir(parents=True, exist_ok=True)
-        log = (self.home / "server.log").open("ab")
+        log = self.home / "server.log"
         prefect = Path(sys.executable).with_name("prefect")
-        self.process = subprocess.Popen(
-            [str(prefect), "server", "start", "--host", self.host, "--port", str(self.port)],
-            env={**os.environ, **self.environment()},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        with log.open("ab") as output:  # the server writes to its own copy of the file
+            self.process = subprocess.Popen(
+                [str(prefect), "server", "start", "--host", self.host, "--port", str(self.port)],
+                env={**os.environ, **self.environment()},
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.healthy():
                 return True
             if self.process.poll() is not None:
-                raise RuntimeError(f"prefect server exited with {self.process.returncode}: see {log.name}")
+                raise RuntimeError(f"prefect server exited with {self.process.returncode}: see {log}")
             time.sleep(0.5)
         self.stop()
-        raise TimeoutError(f"prefect server did not answer within {timeout:.0f} s: see {log.name}")
+        raise TimeoutError(f"prefect server did not answer within {timeout:.0f} s: see {log}")
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -8,7 +8,7 @@ reads; the key carries the digest, so a digest that changed since the question w
 refuses to suspend a run that has no deployment: a plain Python call pauses in its own process instead, and says so.
 
 A suspended run only times out through the server's pause-expiry service, which fails it; the proactive automation
-``approval_timeout_automation`` resumes it with the defaults first, so that the flow can end Cancelled with "no
+``ensure_timeout_automation`` resumes it with the defaults first, so that the flow can end Cancelled with "no
 decision within ...".
 """
 

@@ -169,7 +169,7 @@ def test_no_decision_in_time_ends_the_run_cancelled(
         endpoints = json.loads(Path(sys.argv[1]).read_text())
         target = sandbox_target(endpoints, environment="production")
         target = target.model_copy(
-            update={"approval_timeout_seconds": 6.0, "budgets": Budgets(wait_factor=6.0).scaled(endpoints["speed"])}
+            update={"approval_timeout_seconds": 12.0, "budgets": Budgets(wait_factor=6.0).scaled(endpoints["speed"])}
         )
         target.save("production-timeout", overwrite=True)
         """
@@ -195,7 +195,7 @@ def test_no_decision_in_time_ends_the_run_cancelled(
                     break
                 except Exception:
                     time.sleep(0.5)
-        ensure_timeout_automation(deployment.id, 6.0)
+        ensure_timeout_automation(deployment.id, 12.0)
         run = run_deployment(sys.argv[1], parameters={"tag": "1.0.3", "target": "production-timeout"}, timeout=240)
         print(run.state.name, "|", run.state.message)
         """
@@ -211,5 +211,5 @@ def test_no_decision_in_time_ends_the_run_cancelled(
             check=False,
         )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == "Cancelled | no decision within 6.0 s (20 min at speed 200)"
+    assert result.stdout.strip().splitlines()[-1] == "Cancelled | no decision within 12.0 s (40 min at speed 200)"
     assert not sb.call(sb.awx.jobs), "nothing was launched"
