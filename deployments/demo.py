@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from deployments.prefect_server import LocalPrefectServer
 
@@ -95,8 +97,9 @@ def _run(args: argparse.Namespace, server: LocalPrefectServer) -> int:
         print(f"Flow run '{_run_name(flow_run_id)}' ended {state.name}: {server.ui_url}/runs/flow-run/{flow_run_id}")
         if not state.is_completed():
             print(f"The deployment failed: {state.message}")
+        production_ok = state.is_completed() and _production(args, server, sandbox, endpoints)
         if args.no_wait:
-            return 0 if state.is_completed() else 1
+            return 0 if state.is_completed() and production_ok else 1
         print(
             f"The Prefect UI stays up at {server.ui_url} (artifacts: {server.ui_url}/artifacts); Ctrl-C stops.",
             flush=True,
@@ -104,6 +107,128 @@ def _run(args: argparse.Namespace, server: LocalPrefectServer) -> int:
         _wait_for_interrupt()
         print("Stopping the sandbox and the Prefect server ...", flush=True)
     return 0 if state.is_completed() else 1
+
+
+def _production(args: argparse.Namespace, server: LocalPrefectServer, sandbox: Any, endpoints: dict[str, Any]) -> bool:
+    """The tag -> production flow through a served deployment: release 1.0.3 (approved in the UI, or from code with
+    ``--no-wait``), then a bad release 1.0.4 whose pods crash-loop, rolled back to 1.0.3. True when both ended as
+    they should."""
+    from blocks import Mode
+    from deployments.sandbox_target import save_sandbox_blocks
+    from flows.approval import ensure_timeout_automation
+
+    target = save_sandbox_blocks(endpoints, environment="production", mode=Mode.ORCHESTRATE)
+    log = args.state_dir / "serve.log"
+    print(f"\nServing the production deployment (its log: {log}) ...", flush=True)
+    env = {**os.environ, **server.environment(), "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    with log.open("ab") as output:
+        serving = subprocess.Popen(
+            [sys.executable, "-m", "deployments.serving", "production", "production"],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        deployment = _wait_for_deployment("deploy-to-production/production")
+        ensure_timeout_automation(deployment, target.approval_timeout_seconds)
+        good = _release(args, server, sandbox, "1.0.3", "Release 1.0.3")
+        sandbox.set_faults(crashloop=[{"namespace": target.namespace, "image": f"{target.stack_image}:1.0.4"}])
+        print("\nA bad release: the pods of 1.0.4 crash-loop, so the flow rolls production back to 1.0.3.")
+        bad = _release(args, server, sandbox, "1.0.4", "Release 1.0.4 (its pods crash-loop)")
+    finally:
+        serving.terminate()
+        try:
+            serving.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            serving.kill()
+            serving.wait()
+    rolled_back = bad.is_failed() and "rolled back to 1.0.3" in (bad.message or "")
+    return good.is_completed() and rolled_back
+
+
+def _release(args: argparse.Namespace, server: LocalPrefectServer, sandbox: Any, tag: str, message: str) -> Any:
+    """Push ``tag``, start a production run, get it approved, and print how it ended with its timing table."""
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.deployments import run_deployment
+    from prefect.flow_runs import resume_flow_run
+
+    sha = sandbox.push("xchem/fragalysis-stack", f"refs/tags/{tag}", message=message)
+    print(f"Pushed the tag {tag} ({sha[:7]}) to xchem/fragalysis-stack; starting a production run ...", flush=True)
+    flow_run: FlowRun = cast(
+        FlowRun, run_deployment("deploy-to-production/production", parameters={"tag": tag}, timeout=0)
+    )  # a coroutine only inside an event loop
+    url = f"{server.ui_url}/runs/flow-run/{flow_run.id}"
+    suspended = _wait_for_state(flow_run.id, {"Suspended"}, also_final=True)
+    if suspended.name == "Suspended":
+        if args.no_wait:
+            resume_flow_run(flow_run.id, run_input={"decision": "approve", "who": "demo", "comment": "--no-wait"})
+            print(f"It waited for approval; approved from code (--no-wait): {url}", flush=True)
+        else:
+            print(
+                f"It waits for your approval: open {url}, click Resume, choose 'approve' (or 'reject'), say who you"
+                " are and why, and Submit.",
+                flush=True,
+            )
+    final = _wait_for_state(flow_run.id, set(), also_final=True)
+    _print_table(flow_run.id)
+    print(f"Flow run '{_run_name(flow_run.id)}' ended {final.name}: {url}")
+    if final.message and not final.is_completed():
+        print(f"  {final.message}")
+    return final
+
+
+def _wait_for_deployment(name: str, timeout: float = 120.0) -> Any:
+    import time
+
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            try:
+                return client.read_deployment_by_name(name).id
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+
+def _wait_for_state(flow_run_id: Any, names: set[str], *, also_final: bool) -> Any:
+    """Poll the run until its state is one of ``names`` (or final): a person may take hours to approve."""
+    import time
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        while True:
+            state = client.read_flow_run(flow_run_id).state
+            if state is not None and (state.name in names or (also_final and state.is_final())):
+                return state
+            time.sleep(0.5)
+
+
+def _print_table(flow_run_id: Any) -> None:
+    """The run's timing table, from its artifact (the run ran in the serving process)."""
+    import json
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
+
+    from flows.timing import render_table
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), type=ArtifactFilterType(any_=["table"])
+            )
+        )
+    if not artifacts:
+        return
+    rows = artifacts[-1].data if isinstance(artifacts[-1].data, list) else json.loads(str(artifacts[-1].data))
+    print()
+    print(render_table(rows, ["stage", "duration", "budget", "modelled", "verdict"]))
+    print()
 
 
 def _report(state: Any) -> Any:

@@ -79,3 +79,10 @@ def test_demo_runs_to_completion_and_prints_the_table(tmp_path: Path):
     assert f"budgets are the real ones divided by {SPEED}" in output
     lead = rf"Lead time {total:.1f} s at speed {SPEED} = [\d.]+ min \(target 45\.0 s at speed {SPEED} = 15\.0 min\)\."
     assert re.search(lead, output), output
+    # then the production flow through a served deployment: a release approved from code, a bad one rolled back
+    assert "It waited for approval; approved from code (--no-wait)" in output
+    assert re.search(r"Flow run 'production <- 1\.0\.3' ended Completed: http://", output), output
+    assert re.search(r"Flow run 'production <- 1\.0\.4' ended Failed: http://", output), output
+    rolled_back = r"1\.0\.4 failed at pod stack-1: .*CrashLoopBackOff.*; rolled back to 1\.0\.3 \(sha256:[0-9a-f]{64}\), verified"
+    assert re.search(rolled_back, output), output
+    assert "rollback verify" in output

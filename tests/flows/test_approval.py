@@ -24,26 +24,12 @@ pytestmark = pytest.mark.prefect
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = "xchem/fragalysis-stack"
-SERVE = textwrap.dedent(
-    """
-    import sys
-    from prefect import serve
-    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
-    from flows.production import deploy_to_production
-
-    deployment = deploy_to_production.to_deployment(
-        name=sys.argv[1],
-        concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
-    )
-    serve(deployment, limit=4)
-    """
-)
 
 
 @contextmanager
 def served(name: str, api_url: str, auth: dict[str, str] | None = None) -> Iterator[str]:
-    """The production flow served as deployment ``deploy-to-production/<name>`` (limit 1, ENQUEUE) by a
-    ``serve`` process polling every second; yields the deployment's full name."""
+    """The production flow served as deployment ``deploy-to-production/<name>`` (limit 1, ENQUEUE) by
+    ``python -m deployments.serving`` polling every second; yields the deployment's full name."""
     env = {
         **os.environ,
         "PREFECT_API_URL": api_url,
@@ -52,7 +38,7 @@ def served(name: str, api_url: str, auth: dict[str, str] | None = None) -> Itera
         **(auth or {}),
     }
     process = subprocess.Popen(
-        [sys.executable, "-c", SERVE, name],
+        [sys.executable, "-m", "deployments.serving", name],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
