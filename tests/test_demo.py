@@ -83,6 +83,8 @@ def test_demo_runs_to_completion_and_prints_the_table(tmp_path: Path):
     assert "It waited for approval; approved from code (--no-wait)" in output
     assert re.search(r"Flow run 'production <- 1\.0\.3' ended Completed: http://", output), output
     assert re.search(r"Flow run 'production <- 1\.0\.4' ended Failed: http://", output), output
-    rolled_back = r"1\.0\.4 failed at pod stack-1: .*CrashLoopBackOff.*; rolled back to 1\.0\.3 \(sha256:[0-9a-f]{64}\), verified"
+    rolled_back = (
+        r"1\.0\.4 failed at pod stack-1: .*CrashLoopBackOff.*; rolled back to 1\.0\.3 \(sha256:[0-9a-f]{64}\), verified"
+    )
     assert re.search(rolled_back, output), output
     assert "rollback verify" in output
