@@ -113,9 +113,15 @@ def test_a_served_run_is_suspended_for_approval_and_holds_no_slot(
         assert state_of(second, "Suspended").is_paused()
         assert not sb.call(sb.awx.jobs), "nothing is launched before a decision"
 
+        # the image changes under the tag while the question is open: the answer was about another digest
+        repushed = sb.call(sb.registry.push_image, STACK, ["1.0.3"])
         resume_flow_run(first, run_input={"decision": "approve", "who": "ana", "comment": "release notes read"})
+        assert state_of(first, "Suspended", "Completed", "Failed", "Crashed", deadline=240).is_paused(), "asks again"
+        resume_flow_run(first, run_input={"decision": "approve", "who": "ana", "comment": "the new digest too"})
         approved = state_of(first, "Completed", "Failed", "Crashed", deadline=240)
         assert approved.is_completed(), approved.message
+        pods = sb.call(sb.kubernetes.pods, "production-stack", {"name": "stack"})
+        assert {p["status"]["containerStatuses"][0]["imageID"].rpartition("@")[2] for p in pods} == {repushed}
         resume_flow_run(second, run_input={"decision": "reject", "who": "bob", "comment": "already out"})
         rejected = state_of(second, "Cancelled", "Completed", "Failed", "Crashed", deadline=240)
 
