@@ -253,10 +253,18 @@ class AwxJobFault(_Model):
 
 
 class CrashLoopFault(_Model):
+    """Pods of the StatefulSet start, crash after ``crash_seconds`` and restart with a growing back-off
+    (CrashLoopBackOff), never Ready. Read when each container starts, so it can be switched at run time."""
+
     namespace: str
     statefulset: str = "stack"
     only_new_revision: bool = True
-    """Only pods of a revision created after the fault was switched on crash (the roll-out's new pods)."""
+    """Only pods created at a revision other than the StatefulSet's ``currentRevision`` crash (a roll-out's
+    new pods)."""
+    image: str | None = None
+    """Only pods whose container runs this image reference crash (``xchem/fragalysis-stack:1.0.4``; compared
+    after Docker's defaults, so ``docker.io/xchem/fragalysis-stack:1.0.4`` is the same): a bad release
+    crash-loops while a rollback to another tag comes up. None: any image."""
 
 
 class Faults(_Model):
