@@ -199,6 +199,11 @@ class StatefulSetSpec(_Model):
 
 
 class Namespace(_Model):
+    """A namespace and the StatefulSets running in it at the start, every pod Ready. A namespace without a
+    ``stack`` StatefulSet (``statefulsets: []``, or only ``database``) is where a first deployment goes: a
+    ``deploy`` template creates the StatefulSet; a template whose namespace is in no scenario namespace creates
+    the namespace too."""
+
     name: str
     statefulsets: list[StatefulSetSpec] = Field(default_factory=list)
 
