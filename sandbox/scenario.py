@@ -31,7 +31,9 @@ class DispatchInput(_Model):
 
 
 class PushTrigger(_Model):
-    """``on: push`` filters; tag patterns are regular expressions matched against the whole tag name."""
+    """``on: push`` filters, written as in the workflow file: GitHub's filter patterns (``*``, ``**``, ``?``, ``+``,
+    ``[0-9]``, ``\\`` and a leading ``!``; ``.`` is literal), see ``sandbox/github/patterns.py``. With only
+    ``branches`` a tag push starts nothing, and with only ``tags`` a branch push starts nothing."""
 
     branches: list[str] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
@@ -40,12 +42,16 @@ class PushTrigger(_Model):
 class ImageBuild(_Model):
     """The image that a successful run pushes to the registry emulator.
 
-    ``tag`` may use ``{ref_name}`` (the branch or tag that the run is for) and ``{input.NAME}``;
-    ``also_tags`` are pushed with the same digest (e.g. ``stable`` for a production tag).
+    Tags may use ``{ref_name}`` (the branch or tag that the run is for), ``{ref_slug}`` (its
+    ``GITHUB_REF_SLUG``: ``1.0.3`` stays ``1.0.3``) and ``{input.NAME}``. ``tag`` is the image tag of a run for
+    a branch (pushed or dispatched); ``tag_when_tagged``, when set, replaces it for a run whose ref is a git tag
+    (``refs/tags/...``, pushed or dispatched), as the stack's ``build main`` does: ``latest`` unless the build
+    is for a tag, then the tag's slug. ``also_tags`` are pushed with the same digest (e.g. ``stable``).
     """
 
     name: str
     tag: str = "latest"
+    tag_when_tagged: str | None = None
     also_tags: list[str] = Field(default_factory=list)
 
 
@@ -61,12 +67,16 @@ class Downstream(_Model):
 class AwxLaunch(_Model):
     """An AWX job template that a successful run launches (over AWX's HTTP API) when ``trigger_awx`` is on.
 
-    ``extra_vars`` values may use ``{image_tag}`` (the tag the run pushed).
+    ``extra_vars`` values may use ``{image_tag}`` (the tag the run pushed), ``{ref_name}`` and ``{ref_slug}``.
+    ``when_ref_matches``: a regular expression that the run's ref slug (``{ref_slug}`` of its branch or tag)
+    must match in full for this launch, as ``build main`` deploys to production only when its
+    ``production_tag`` test ``[[ $GITHUB_REF_SLUG =~ ^[0-9]+\\.[0-9]+\\.[0-9]+$ ]]`` holds; None: every run.
     """
 
     template: str
     extra_vars: dict[str, str] = Field(default_factory=lambda: {"stack_image_tag": "{image_tag}"})
     wait: bool = True
+    when_ref_matches: str | None = None
 
 
 class Workflow(_Model):
@@ -80,7 +90,9 @@ class Workflow(_Model):
     steps: list[str] = Field(default_factory=lambda: ["Set up job", "Checkout", "Build", "Push", "Complete job"])
     image: ImageBuild | None = None
     downstream: list[Downstream] = Field(default_factory=list)
-    awx: AwxLaunch | None = None
+    awx: list[AwxLaunch] = Field(default_factory=list)
+    """Templates that a run launches in its "Trigger AWX" step, all at once (the real workflow's deploy jobs run
+    side by side); the step is skipped when none applies to the run's ref."""
 
 
 class Repository(_Model):
@@ -187,6 +199,11 @@ class StatefulSetSpec(_Model):
 
 
 class Namespace(_Model):
+    """A namespace and the StatefulSets running in it at the start, every pod Ready. A namespace without a
+    ``stack`` StatefulSet (``statefulsets: []``, or only ``database``) is where a first deployment goes: a
+    ``deploy`` template creates the StatefulSet; a template whose namespace is in no scenario namespace creates
+    the namespace too."""
+
     name: str
     statefulsets: list[StatefulSetSpec] = Field(default_factory=list)
 
@@ -241,10 +258,18 @@ class AwxJobFault(_Model):
 
 
 class CrashLoopFault(_Model):
+    """Pods of the StatefulSet start, crash after ``crash_seconds`` and restart with a growing back-off
+    (CrashLoopBackOff), never Ready. Read when each container starts, so it can be switched at run time."""
+
     namespace: str
     statefulset: str = "stack"
     only_new_revision: bool = True
-    """Only pods of a revision created after the fault was switched on crash (the roll-out's new pods)."""
+    """Only pods created at a revision other than the StatefulSet's ``currentRevision`` crash (a roll-out's
+    new pods)."""
+    image: str | None = None
+    """Only pods whose container runs this image reference crash (``xchem/fragalysis-stack:1.0.4``; compared
+    after Docker's defaults, so ``docker.io/xchem/fragalysis-stack:1.0.4`` is the same): a bad release
+    crash-loops while a rollback to another tag comes up. None: any image."""
 
 
 class Faults(_Model):

@@ -5,7 +5,7 @@ In-process interface (call on the sandbox's loop, e.g. through ``Sandbox.run``/`
 
 - ``await push(repository, ref, sha=None, message="") -> sha`` (also ``POST /_sandbox/push``)
 - ``dispatch(repository, workflow, ref, inputs) -> Run`` (what ``POST .../dispatches`` does)
-- ``state.runs`` (``Run``s by id, with the private ``image_digest``, ``image_tags``, ``awx_job_id``, ``error``)
+- ``state.runs`` (``Run``s by id, with the private ``image_digest``, ``image_tags``, ``awx_jobs``, ``error``)
 - ``deliveries`` (the webhook ``Delivery``s made so far)
 """
 
@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 from sandbox.emulator import Emulator, ImageStore, Runtime
 from sandbox.github.api import build_routes, not_found_handler
 from sandbox.github.errors import DOCS, ApiError, not_found
+from sandbox.github.patterns import matches_any
 from sandbox.github.ratelimit import RateLimiter
 from sandbox.github.runs import Runner, new_job
 from sandbox.github.state import Commit, GitHubState, RepoState, Run, WorkflowState
@@ -139,10 +140,9 @@ class GitHubEmulator(Emulator):
         if self.webhooks is not None:
             forced = bool(before) and before not in commit.parents and before != sha
             self.webhooks.send("push", push_payload(repo, full_ref, before, commit, forced=forced, api=self.url), repo)
+        title = commit.message.splitlines()[0] if commit.message else ""
         runs = [
-            self.start_run(
-                repo, workflow, "push", name, sha, {}, commit.message.splitlines()[0] if commit.message else ""
-            )
+            self.start_run(repo, workflow, "push", full_ref, sha, {}, title)
             for workflow in repo.workflows
             if _push_matches(workflow, kind, name)
         ]
@@ -171,7 +171,7 @@ class GitHubEmulator(Emulator):
         resolved = _resolve_ref(repo, ref)
         if resolved is None:
             raise ApiError(422, f"No ref found for: {ref}", DISPATCH_DOCS)
-        name, sha = resolved
+        full_ref, sha = resolved
         given = {key: _input_text(value) for key, value in (inputs or {}).items()}
         unexpected = [key for key in given if key not in declared]
         if unexpected:
@@ -181,30 +181,30 @@ class GitHubEmulator(Emulator):
                 raise ApiError(422, f"Required input '{key}' not provided", DISPATCH_DOCS)
         values = {key: spec.default or "" for key, spec in declared.items()}
         values.update(given)
-        return self.start_run(repo, workflow, "workflow_dispatch", name, sha, values, workflow.spec.name)
+        return self.start_run(repo, workflow, "workflow_dispatch", full_ref, sha, values, workflow.spec.name)
 
     def start_run(
         self,
         repo: RepoState,
         workflow: WorkflowState,
         event: str,
-        ref_name: str,
+        ref: str,
         sha: str,
         inputs: dict[str, str],
         title: str,
     ) -> Run:
-        """Create a queued run and start driving it in the background."""
+        """Create a queued run for ``ref`` (``refs/heads/x`` or ``refs/tags/x``) and start driving it in the
+        background. Its ``head_branch`` is the branch or tag name, as GitHub shows a tag push's run."""
         now = self.runtime.clock.now()
         run_id = self.state.next_run_id()
-        full_ref = f"refs/tags/{ref_name}" if ref_name in repo.tags and ref_name not in repo.branches else ref_name
         run = Run(
             id=run_id,
             repository=repo.full_name,
             workflow=workflow,
             event=event,
-            head_branch=ref_name,
+            head_branch=ref.removeprefix("refs/heads/").removeprefix("refs/tags/"),
             head_sha=sha,
-            ref=full_ref,
+            ref=ref,
             inputs=inputs,
             display_title=title or workflow.spec.name,
             run_number=next(workflow.run_numbers),
@@ -263,31 +263,13 @@ class GitHubEmulator(Emulator):
 
 def _push_matches(workflow: WorkflowState, kind: str, name: str) -> bool:
     """GitHub's ``on: push`` filters: with only ``branches`` tags do not trigger and vice versa; with neither,
-    everything does. Branch filters are globs; tag filters are regexes over the whole tag (scenario.PushTrigger)."""
+    everything does. Both are GitHub filter patterns (scenario.PushTrigger, ``patterns.py``)."""
     trigger = workflow.spec.push
     if trigger is None:
         return False
     if not trigger.branches and not trigger.tags:
         return True
-    if kind == "branch":
-        return any(_glob_match(pattern, name) for pattern in trigger.branches)
-    return any(re.fullmatch(pattern, name) for pattern in trigger.tags)
-
-
-def _glob_match(pattern: str, name: str) -> bool:
-    # GitHub's filter globs: ``*`` stops at ``/``, ``**`` does not, ``?`` is one character.
-    regex = ""
-    index = 0
-    while index < len(pattern):
-        if pattern.startswith("**", index):
-            regex, index = regex + ".*", index + 2
-        elif pattern[index] == "*":
-            regex, index = regex + "[^/]*", index + 1
-        elif pattern[index] == "?":
-            regex, index = regex + ".", index + 1
-        else:
-            regex, index = regex + re.escape(pattern[index]), index + 1
-    return re.fullmatch(regex, name) is not None
+    return matches_any(trigger.branches if kind == "branch" else trigger.tags, name)
 
 
 def _workflow_by_name(repo: RepoState, key: str) -> WorkflowState | None:
@@ -296,17 +278,18 @@ def _workflow_by_name(repo: RepoState, key: str) -> WorkflowState | None:
 
 
 def _resolve_ref(repo: RepoState, ref: str) -> tuple[str, str] | None:
-    """A dispatch ref (branch, ``refs/heads/x``, tag, ``refs/tags/x``) -> (ref name, sha)."""
+    """A dispatch ref (branch, ``refs/heads/x``, tag, ``refs/tags/x``) -> (full ref, sha); a bare name is a
+    branch first, as git resolves it."""
     if ref.startswith("refs/heads/"):
         name = ref.removeprefix("refs/heads/")
-        return (name, repo.branches[name]) if name in repo.branches else None
+        return (ref, repo.branches[name]) if name in repo.branches else None
     if ref.startswith("refs/tags/"):
         name = ref.removeprefix("refs/tags/")
-        return (name, repo.tags[name]) if name in repo.tags else None
+        return (ref, repo.tags[name]) if name in repo.tags else None
     if ref in repo.branches:
-        return ref, repo.branches[ref]
+        return f"refs/heads/{ref}", repo.branches[ref]
     if ref in repo.tags:
-        return ref, repo.tags[ref]
+        return f"refs/tags/{ref}", repo.tags[ref]
     return None
 
 

@@ -2,10 +2,12 @@
 duration, then completed (success, failure or cancelled).
 
 What a step does beyond taking time follows the Fragalysis workflows: the "Push" step pushes the image to the
-registry emulator, "Trigger stack" dispatches the downstream workflows (TRIGGER_DOWNSTREAM secret) and "Trigger AWX"
-launches the AWX job template over AWX's HTTP API (TRIGGER_AWX secret). A trigger step whose secret is not ``yes``
-is skipped, as the real ``if:`` makes it. A workflow without such a step does that work in its last step before
-"Complete job". A failing-build fault fails the run at its step: later steps are skipped, nothing is pushed.
+registry emulator (``tag``, or ``tag_when_tagged`` for a run of a git tag), "Trigger stack" dispatches the
+downstream workflows (TRIGGER_DOWNSTREAM secret) and "Trigger AWX" launches the AWX job templates over AWX's HTTP
+API (TRIGGER_AWX secret), those whose ``when_ref_matches`` accepts the run's ref, side by side. A trigger step
+whose secret is not ``yes``, or with no template for the run's ref, is skipped, as the real ``if:`` makes it. A
+workflow without such a step does that work in its last step before "Complete job". A failing-build fault fails
+the run at its step: later steps are skipped, nothing is pushed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from typing import Any, Protocol
 from sandbox.emulator import ImageStore, Runtime
 from sandbox.github.awxtrigger import AwxTriggerError, trigger_awx
 from sandbox.github.errors import ApiError
+from sandbox.github.patterns import ref_slug
 from sandbox.github.state import Job, Run, Step, WorkflowState
+from sandbox.scenario import AwxLaunch
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +52,7 @@ def assign_actions(workflow: WorkflowState) -> dict[str, list[str]]:
     wanted = [
         (IMAGE, spec.image is not None),
         (DOWNSTREAM, bool(spec.downstream)),
-        (AWX, spec.awx is not None),
+        (AWX, bool(spec.awx)),
     ]
     work_steps = [name for name in spec.steps if name != "Complete job"] or list(spec.steps)
     fallback = work_steps[-1] if work_steps else None
@@ -63,12 +67,15 @@ def assign_actions(workflow: WorkflowState) -> dict[str, list[str]]:
 
 
 def substitute(template: str, ref_name: str, inputs: dict[str, str], image_tag: str | None = None) -> str:
-    """Fill ``{ref_name}``, ``{input.NAME}`` and ``{image_tag}`` as scenario.ImageBuild/AwxLaunch document."""
+    """Fill ``{ref_name}``, ``{ref_slug}``, ``{input.NAME}`` and ``{image_tag}`` as scenario.ImageBuild/AwxLaunch
+    document."""
 
     def replace(match: re.Match[str]) -> str:
         key = match.group(1)
         if key == "ref_name":
             return ref_name
+        if key == "ref_slug":
+            return ref_slug(ref_name)
         if key == "image_tag" and image_tag is not None:
             return image_tag
         if key.startswith("input."):
@@ -76,6 +83,16 @@ def substitute(template: str, ref_name: str, inputs: dict[str, str], image_tag: 
         return match.group(0)
 
     return re.sub(r"\{([A-Za-z_.][A-Za-z0-9_.-]*)\}", replace, template)
+
+
+def launches_for(run: Run) -> list[AwxLaunch]:
+    """The AWX launches of the run's workflow that apply to its ref (``AwxLaunch.when_ref_matches``)."""
+    slug = ref_slug(run.ref_name)
+    return [
+        launch
+        for launch in run.workflow.spec.awx
+        if launch.when_ref_matches is None or re.fullmatch(launch.when_ref_matches, slug)
+    ]
 
 
 def new_job(run_id: int, job_id: int, workflow: WorkflowState, created: datetime) -> Job:
@@ -137,7 +154,7 @@ class Runner:
         total = sum(weights) or 1.0
         failed = False
         for step, weight in zip(job.steps, weights, strict=True):
-            if failed or self._switched_off(step.name, plan.get(step.name, [])):
+            if failed or self._switched_off(run, step.name, plan.get(step.name, [])):
                 step.status, step.conclusion = "completed", "skipped"
                 continue
             step.status, step.started_at = "in_progress", clock.now()
@@ -195,13 +212,14 @@ class Runner:
             return next((name for name in spec.steps if name != "Set up job"), spec.steps[0] if spec.steps else None)
         return None
 
-    def _switched_off(self, step: str, actions: list[str]) -> bool:
-        """A dedicated trigger step is skipped when its repository secret is not ``yes``."""
+    def _switched_off(self, run: Run, step: str, actions: list[str]) -> bool:
+        """A dedicated trigger step is skipped when its repository secret is not ``yes``, and the AWX step also
+        when no template applies to the run's ref (as the deploy-production job's ``if:``)."""
         settings = self.runtime.scenario.github
         if step in DEDICATED_STEPS[DOWNSTREAM]:
             return not (settings.trigger_downstream and DOWNSTREAM in actions)
         if step in DEDICATED_STEPS[AWX]:
-            return not (settings.trigger_awx and AWX in actions)
+            return not (settings.trigger_awx and AWX in actions and launches_for(run))
         return False
 
     # ------------------------------------------------------------ the work of steps
@@ -218,7 +236,8 @@ class Runner:
     def _push_image(self, run: Run) -> None:
         image = run.workflow.spec.image
         assert image is not None
-        tags = [substitute(tag, run.ref_name, run.inputs) for tag in (image.tag, *image.also_tags)]
+        main = image.tag_when_tagged if run.is_tag and image.tag_when_tagged is not None else image.tag
+        tags = [substitute(tag, run.ref_name, run.inputs) for tag in (main, *image.also_tags)]
         try:
             run.image_digest = self.images.push_image(image.name, tags)
         except Exception as error:  # the registry emulator's failure fails the step, like a failed docker push
@@ -239,14 +258,21 @@ class Runner:
             run.downstream_runs.append(child.id)
 
     async def _launch_awx(self, run: Run) -> None:
-        launch = run.workflow.spec.awx
-        assert launch is not None
+        """Launch every template that applies to the run's ref at once; the step fails if any launch fails."""
+        outcomes = await asyncio.gather(
+            *(self._launch_one(run, launch) for launch in launches_for(run)), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _launch_one(self, run: Run, launch: AwxLaunch) -> None:
         image_tag = run.image_tags[0] if run.image_tags else run.ref_name
         extra_vars = {k: substitute(v, run.ref_name, run.inputs, image_tag) for k, v in launch.extra_vars.items()}
         awx = self.runtime.scenario.awx
 
         def remember(job_id: int) -> None:
-            run.awx_job_id = job_id
+            run.awx_jobs[launch.template] = job_id
 
         try:
             await trigger_awx(

@@ -93,7 +93,9 @@ class Job:
 
 @dataclass
 class Run:
-    """A workflow run. ``image_digest``/``image_tags``/``awx_job_id``/``error`` are private (for tests)."""
+    """A workflow run. ``image_digest``/``image_tags``/``awx_jobs``/``error`` are private (for tests).
+
+    ``ref`` is the full ref (``refs/heads/master``, ``refs/tags/1.0.3``); ``head_branch`` its branch or tag name."""
 
     id: int
     repository: str
@@ -115,7 +117,8 @@ class Run:
     actor: dict[str, Any] = field(default_factory=lambda: dict(ACTOR))
     image_digest: str | None = None
     image_tags: list[str] = field(default_factory=list)
-    awx_job_id: int | None = None
+    awx_jobs: dict[str, int] = field(default_factory=dict)
+    """AWX job ids by template name, for the launches the run made."""
     downstream_runs: list[int] = field(default_factory=list)
     error: str | None = None
     cancel_requested: bool = False
@@ -124,6 +127,11 @@ class Run:
     @property
     def ref_name(self) -> str:
         return self.head_branch
+
+    @property
+    def is_tag(self) -> bool:
+        """Whether the run is for a git tag (pushed, or dispatched on ``refs/tags/...``)."""
+        return self.ref.startswith("refs/tags/")
 
 
 @dataclass

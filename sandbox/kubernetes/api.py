@@ -407,16 +407,21 @@ class Api:
     async def _delete(self, request: Request, target: Target) -> Response:
         r = target.resource
         obj = self._get(target)
-        grace: int | None = None
+        options: Obj = {}
         raw = await request.body()
         if raw:
             try:
-                options = json.loads(raw)
-                grace = options.get("gracePeriodSeconds") if isinstance(options, dict) else None
+                parsed = json.loads(raw)
             except ValueError as error:
                 raise errors.bad_request(f"invalid DeleteOptions: {error}") from None
+            options = parsed if isinstance(parsed, dict) else {}
+        grace = options.get("gracePeriodSeconds")
         if request.query_params.get("gracePeriodSeconds", "").isdigit():
             grace = int(request.query_params["gracePeriodSeconds"])
+        preconditions = options.get("preconditions") or {}
+        if not isinstance(preconditions, dict):
+            raise errors.bad_request("invalid DeleteOptions: preconditions must be an object")
+        _check_preconditions(r.group, r.plural, obj, preconditions)
         if request.query_params.get("dryRun") == "All":
             return JSONResponse(obj)
         if r.plural == "pods":
@@ -429,6 +434,18 @@ class Api:
         return JSONResponse(
             {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
         )
+
+
+def _check_preconditions(group: str, plural: str, obj: Obj, preconditions: Obj) -> None:
+    """DeleteOptions ``preconditions``: the object must still have that uid / resourceVersion, or 409 Conflict
+    (the storage layer's "Precondition failed"), so a client deletes exactly the pod it looked at and not the
+    pod that the StatefulSet controller made again under the same name."""
+    meta = obj["metadata"]
+    for field, key in (("UID", "uid"), ("ResourceVersion", "resourceVersion")):
+        wanted = preconditions.get(key)
+        if wanted is not None and wanted != meta.get(key):
+            detail = f"{field} in precondition: {wanted}, {field} in object meta: {meta.get(key)}"
+            raise errors.precondition_failed(group, plural, meta.get("namespace", ""), meta["name"], detail)
 
 
 def _scale_of(sts: Obj) -> Obj:

