@@ -381,6 +381,8 @@ def force_rollback(
             raise StageFailed(
                 "rollback", f"{where} was still at the failed revision {failed_revision} after {waited:.0f} s"
             )
+        # read before deleting, so that the follow sees each stuck pod go and its replacement come up
+        snapshot = cluster.snapshot(target.namespace, target.statefulset)
         stuck = [pod.name for pod in state.pods if pod.revision == failed_revision and not pod.ready]
         deleted = cluster.delete_pods(target.namespace, stuck)
         if deleted:
@@ -389,7 +391,6 @@ def force_rollback(
                 ", ".join(deleted),
                 failed_revision,
             )
-        snapshot = cluster.snapshot(target.namespace, target.statefulset)
     # the change (the revert) is in the snapshot already
     return _follow_rollout(
         services, snapshot, image, stop=stop, stage_name="rollback", before_start=0.0, require_change=False

@@ -83,12 +83,14 @@ def start(full_name: str, target: StackTarget, tag: str) -> UUID:
     return flow_run.id
 
 
-def state_of(flow_run_id: UUID, *names: str, deadline: float = 180) -> Any:
-    """Wait for the run to reach a state of one of ``names`` (a generous deadline, not a timing assertion)."""
+def state_of(flow_run_id: UUID, *names: str, deadline: float = 180, other_than: Any = None) -> Any:
+    """Wait for the run to reach a state of one of ``names``, other than the state ``other_than`` (a generous
+    deadline, not a timing assertion)."""
 
     def reached() -> Any:
         state = read_run(flow_run_id).state
-        return state if state is not None and state.name in names else None
+        fresh = other_than is None or state is None or state.id != other_than.id
+        return state if state is not None and state.name in names and fresh else None
 
     return wait_for(reached, f"flow run {flow_run_id} to be {' or '.join(names)}", deadline=deadline)
 
@@ -107,26 +109,28 @@ def test_a_served_run_is_suspended_for_approval_and_holds_no_slot(
     with served("served-approval", str(PREFECT_API_URL.value())) as full_name:
         deployment_id(full_name)
         first = start(full_name, target, "1.0.3")
-        assert state_of(first, "Suspended").is_paused()
+        asked = state_of(first, "Suspended")
         # the deployment allows one run at a time: a second run gets the slot only because the first gave it back
         second = start(full_name, target, "1.0.3")
         assert state_of(second, "Suspended").is_paused()
         assert not sb.call(sb.awx.jobs), "nothing is launched before a decision"
 
-        # the image changes under the tag while the question is open: the answer was about another digest
+        resume_flow_run(second, run_input={"decision": "reject", "who": "bob", "comment": "not this one"})
+        rejected = state_of(second, "Cancelled", "Completed", "Failed", "Crashed", deadline=240)
+        # the image changes under the tag while the first question is open: that answer was about another digest
         repushed = sb.call(sb.registry.push_image, STACK, ["1.0.3"])
         resume_flow_run(first, run_input={"decision": "approve", "who": "ana", "comment": "release notes read"})
-        assert state_of(first, "Suspended", "Completed", "Failed", "Crashed", deadline=240).is_paused(), "asks again"
+        again = state_of(first, "Suspended", "Completed", "Failed", "Crashed", deadline=240, other_than=asked)
+        assert again.is_paused(), "a new digest asks again"
+        assert again.state_details.pause_key != asked.state_details.pause_key
         resume_flow_run(first, run_input={"decision": "approve", "who": "ana", "comment": "the new digest too"})
         approved = state_of(first, "Completed", "Failed", "Crashed", deadline=240)
         assert approved.is_completed(), approved.message
         pods = sb.call(sb.kubernetes.pods, "production-stack", {"name": "stack"})
         assert {p["status"]["containerStatuses"][0]["imageID"].rpartition("@")[2] for p in pods} == {repushed}
-        resume_flow_run(second, run_input={"decision": "reject", "who": "bob", "comment": "already out"})
-        rejected = state_of(second, "Cancelled", "Completed", "Failed", "Crashed", deadline=240)
 
     assert rejected.is_cancelled(), rejected
-    assert rejected.message == "rejected by bob: already out"
+    assert rejected.message == "rejected by bob: not this one"
     jobs = sb.call(sb.awx.jobs)
     assert len(jobs) == 1, "one launch: the approved run's"
     assert jobs[0]["extra_vars"] == '{"stack_image_tag": "1.0.3"}'
