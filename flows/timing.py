@@ -142,7 +142,7 @@ def lead_time_rows(
             rollout_started,
             rollout_budget,
             Outcome.OK if rollout_started else Outcome.NOT_REACHED,
-            note=note,
+            note=note if rollout_started else "",
             excluded=excluded if rollout_started else 0.0,
         ),
         StageTiming(
@@ -151,7 +151,7 @@ def lead_time_rows(
             finished,
             total_budget,
             total_outcome if finished else Outcome.NOT_REACHED,
-            note=note,
+            note=note if finished else "",
             excluded=excluded if finished else 0.0,
         ),
     ]
