@@ -9,8 +9,16 @@ from blocks import AwxServer, GitHubAccount, ImageRegistry, KubernetesCluster, S
 from flows.pipeline import guard
 from flows.report import StageFailed
 
-STAGING = {"namespace": "staging-stack", "job_template": "Staging Fragalysis Stack (Version Change)"}
-PRODUCTION = {"namespace": "production-stack", "job_template": "Production Fragalysis Stack (Version Change)"}
+STAGING = {
+    "namespace": "staging-stack",
+    "job_template": "Staging Fragalysis Stack (Version Change)",
+    "first_deploy_template": "Staging Fragalysis Stack",
+}
+PRODUCTION = {
+    "namespace": "production-stack",
+    "job_template": "Production Fragalysis Stack (Version Change)",
+    "first_deploy_template": "Production Fragalysis Stack",
+}
 
 
 def target(environment: str, *, production: bool, **names: str) -> StackTarget:
@@ -32,18 +40,23 @@ def target(environment: str, *, production: bool, **names: str) -> StackTarget:
         (target("staging", production=False, **STAGING), False, None),
         (target("staging", production=False, **STAGING), True, "is not marked production"),
         (target("production", production=True, **PRODUCTION), False, "is marked production"),
+        (target("production", production=True, **{**PRODUCTION, "namespace": "staging-stack"}), True, "staging's"),
         (
-            target("production", production=True, namespace="staging-stack", job_template=PRODUCTION["job_template"]),
+            target("production", production=True, **{**PRODUCTION, "job_template": STAGING["job_template"]}),
             True,
             "names staging's resources",
         ),
         (
-            target("production", production=True, namespace="production-stack", job_template=STAGING["job_template"]),
+            target(
+                "production",
+                production=True,
+                **{**PRODUCTION, "first_deploy_template": STAGING["first_deploy_template"]},
+            ),
             True,
             "names staging's resources",
         ),
         (
-            target("staging", production=False, namespace="production-stack", job_template=STAGING["job_template"]),
+            target("staging", production=False, **{**STAGING, "namespace": "production-stack"}),
             False,
             "names production's resources",
         ),

@@ -158,11 +158,8 @@ def test_the_fault_matches_an_image_written_with_docker_defaults(make_sandbox: S
 # ---------------------------------------------------------------- forced rollback
 
 
-def test_reverting_the_template_leaves_the_crash_looping_pod(cluster: Sandbox, api: client.ApiClient):
-    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-    crash_on_bad_tag(cluster)
-    broken, before, bad_revision = break_the_release(core, apps)
-
+def revert(apps: client.AppsV1Api) -> str:
+    """Set the good image back and wait for the controller to see it; the StatefulSet's new update revision."""
     reverted = set_image(apps, GOOD)
     wait(
         lambda: (
@@ -170,7 +167,16 @@ def test_reverting_the_template_leaves_the_crash_looping_pod(cluster: Sandbox, a
         ),
         "the controller to observe the reverted template",
     )
-    rollback_revision = apps.read_namespaced_stateful_set("stack", NS).status.update_revision
+    revision: str = apps.read_namespaced_stateful_set("stack", NS).status.update_revision
+    return revision
+
+
+def test_reverting_the_template_leaves_the_crash_looping_pod(cluster: Sandbox, api: client.ApiClient):
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    crash_on_bad_tag(cluster)
+    broken, before, bad_revision = break_the_release(core, apps)
+
+    rollback_revision = revert(apps)
     assert rollback_revision not in (before, bad_revision)
     # it keeps crashing and restarting for further back-offs, and the controller leaves it there: the broken pod
     # is neither deleted nor replaced, and stack-0 is not touched
@@ -191,14 +197,7 @@ def test_deleting_the_broken_pod_completes_the_rollback(cluster: Sandbox, api: c
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     crash_on_bad_tag(cluster)
     broken, before, bad_revision = break_the_release(core, apps)
-    reverted = set_image(apps, GOOD)
-    wait(
-        lambda: (
-            apps.read_namespaced_stateful_set("stack", NS).status.observed_generation == reverted.metadata.generation
-        ),
-        "the controller to observe the reverted template",
-    )
-    rollback_revision = apps.read_namespaced_stateful_set("stack", NS).status.update_revision
+    rollback_revision = revert(apps)
 
     # the delete names the pod it means (DeleteOptions.preconditions): a wrong uid is refused, nothing happens
     with pytest.raises(ApiException) as caught:
