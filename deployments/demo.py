@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     server.start()
     try:
         return _run(args, server)
+    except KeyboardInterrupt:
+        # Ctrl-C while a run waits (for an approval, say): everything the demo started is stopped on the way out
+        print("\nInterrupted: stopping the sandbox and the Prefect server ...", flush=True)
+        return 130
     finally:
         _flush_to_server()
         server.stop()

@@ -34,8 +34,9 @@ from flows.timing import format_seconds
 class Approval(RunInput):
     """The decision on a production deployment: the form of the Resume dialog in the Prefect UI."""
 
-    decision: Literal["approve", "reject"] | None = Field(
-        default=None, description="approve: deploy this release; reject: deploy nothing (the run ends Cancelled)"
+    decision: Literal["undecided", "approve", "reject"] = Field(
+        default="undecided",
+        description="approve: deploy this release; reject: deploy nothing (the run ends Cancelled)",
     )
     who: str = Field(default="", description="Who decides (the open-source Prefect server has no user identity)")
     comment: str = Field(default="", description="Why")
@@ -75,7 +76,7 @@ def ask(question: str, *, key: str, timeout_seconds: float, time_scale: float = 
     flow_run = context.flow_run if context else None
     if flow_run is None:
         raise RuntimeError("an approval is asked for inside a flow run")
-    form = Approval.with_initial_data(description=question, decision=None, who="", comment="")
+    form = Approval.with_initial_data(description=question, decision="undecided", who="", comment="")
     waited_too_long = f"no decision within {_duration(timeout_seconds, time_scale)}"
     try:
         if flow_run.deployment_id is not None:
