@@ -14,23 +14,29 @@ from __future__ import annotations
 from typing import cast
 
 from prefect import flow
+from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
+from prefect.states import Cancelled
 
 from blocks import StackTarget
+from flows import launches
 from flows.pipeline import deploy_first
-from flows.report import DeploymentReport
+from flows.report import DeploymentReport, DeploymentStopped
 
 
 def _run_name() -> str:
     return f"first deployment of {flow_run.parameters.get('target', 'staging')}"
 
 
-@flow(name="first-deploy", flow_run_name=_run_name, persist_result=True)
-def first_deploy(target: str = "staging", force: bool = False) -> DeploymentReport:
+@flow(name="first-deploy", flow_run_name=_run_name, persist_result=True, on_cancellation=[launches.on_cancellation])
+def first_deploy(target: str = "staging", force: bool = False) -> DeploymentReport | State[None]:
     """Create a stack with its one-time AWX template.
 
     Args:
         target: the name of the ``StackTarget`` block (its ``first_deploy_template`` creates the stack).
         force: launch the template even when the StatefulSet exists already.
     """
-    return deploy_first(cast(StackTarget, StackTarget.load(target)), force=force)
+    try:
+        return deploy_first(cast(StackTarget, StackTarget.load(target)), force=force)
+    except DeploymentStopped as stopped:
+        return Cancelled(message=str(stopped))

@@ -8,8 +8,7 @@ production checks (tag policy, no downgrade), the approval, and the rollback; fr
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -22,7 +21,7 @@ from prefect.runtime import flow_run
 from blocks import Mode, Source, StackTarget
 from clients.errors import ClientError, NotFound
 from clients.rollout_events import RolloutSnapshot
-from flows import approval, last_good
+from flows import approval, environments, last_good, launches
 from flows.publish import publish
 from flows.report import DeploymentOutcome, DeploymentReport, DeploymentStopped, StageFailed
 from flows.results import ImageCheck, StageResult
@@ -39,10 +38,14 @@ from flows.stages import (
     watch_new_stack,
     watch_rollout,
 )
+from flows.stopping import Stop
 from flows.tags import TagRefused, check_tag, is_older
 from flows.timing import APPROVAL, Outcome, StageTiming, format_seconds, lead_time_rows
 
 R = TypeVar("R", bound=StageResult)
+
+STOP_GRACE_SECONDS = 10.0
+"""How long a cancelled run gives its stages to stop (and cancel the AWX job) before its process ends."""
 
 
 def deploy_commit(
@@ -62,8 +65,7 @@ def deploy_commit(
     except ValueError:
         raise ValueError(f"source must be one of {', '.join(Source)}, not {source!r}") from None
     report = DeploymentReport(environment=target.environment, source=source, sha=sha, image=target.image)
-    with _deployment(target, report) as services:
-        guard(target, production=False)
+    with _deployment(target, report, check=lambda: guard(target, production=False)) as services:
         mode = Mode(mode or target.mode)
         repo = target.sources[source]
         with _client_errors("source build"):
@@ -113,13 +115,16 @@ def deploy_tag(
     )
     report.started_by = "tag push"
     logger = get_run_logger()
-    with _deployment(target, report) as services:
-        # the checks that need nothing remote come first: a refused tag makes no request at all
+
+    def checks() -> None:
         try:
             check_tag(tag, target.tag_pattern)
         except TagRefused as refused:
             raise StageFailed("tag policy", str(refused)) from None
         guard(target, production=True)
+
+    # the checks that need nothing remote come first: a refused tag makes no request at all
+    with _deployment(target, report, check=checks) as services:
         mode = Mode(mode or target.mode)
         repository = target.stack_repository
         with _client_errors("tag policy"):
@@ -177,8 +182,7 @@ def deploy_first(target: StackTarget, *, force: bool = False) -> DeploymentRepor
     """
     report = DeploymentReport(environment=target.environment, source="first deployment", sha=None, image=target.image)
     report.started_by = "launch"
-    with _deployment(target, report) as services:
-        guard(target, production=target.production)
+    with _deployment(target, report, check=lambda: guard(target, production=target.production)) as services:
         with _client_errors("first deployment"):
             running = _running_tag(services, exists=True)
         where = f"{target.namespace}/{target.statefulset}"
@@ -190,7 +194,7 @@ def deploy_first(target: StackTarget, *, force: bool = False) -> DeploymentRepor
             )
         image = _add(report, read_stack_image(services, None, None, tag=target.image_tag))
         report.digest = image.digest
-        stop = threading.Event()
+        stop = Stop()
         watch = watch_new_stack.submit(services, image, stop=stop)
         job = run_awx_job.submit(
             services,
@@ -237,14 +241,21 @@ def guard(target: StackTarget, *, production: bool) -> None:
 
 
 @contextmanager
-def _deployment(target: StackTarget, report: DeploymentReport) -> Iterator[Services]:
-    """The clients of one deployment; the outcome recorded and published whatever happens (but not while the run
-    is suspended for an approval: it runs again from the top when resumed)."""
+def _deployment(target: StackTarget, report: DeploymentReport, *, check: Callable[[], None]) -> Iterator[Services]:
+    """The clients of one deployment, run while it holds its environment (after ``check``, the checks that need
+    nothing remote); the outcome recorded and published whatever happens (but not while the run is suspended for
+    an approval: it runs again from the top when resumed)."""
     report.run_id = str(flow_run.id) if flow_run.id else None
     suspended = False
     try:
-        with Services(target) as services:
+        check()
+        with environments.hold(target.environment, environments.Me.current()), Services(target) as services:
             yield services
+    except environments.Superseded as superseded:
+        report.outcome = DeploymentOutcome.SUPERSEDED
+        report.error = str(superseded)
+        get_run_logger().info("Nothing done: %s", superseded)
+        raise DeploymentStopped(DeploymentOutcome.SUPERSEDED, str(superseded)) from None
     except StageFailed as failure:
         report.outcome = report.outcome or DeploymentOutcome.FAILED
         report.failed_stage = failure.stage
@@ -259,11 +270,17 @@ def _deployment(target: StackTarget, report: DeploymentReport) -> Iterator[Servi
     except Pause:
         suspended = True
         raise
+    except BaseException as interrupted:  # SIGTERM (TerminationSignal: a cancellation), Ctrl-C
+        report.outcome = DeploymentOutcome.CANCELLED
+        report.error = f"cancelled ({type(interrupted).__name__})"
+        raise
     finally:
         if not suspended:
             report.outcome = report.outcome or DeploymentOutcome.FAILED
             _add_lead_time(report, target)
             publish(report, budgets=target.budgets, time_scale=target.time_scale)
+            if report.outcome is not DeploymentOutcome.CANCELLED:
+                launches.forget(report.run_id)  # a cancelled run's hook still needs it to cancel its AWX job
 
 
 def _apply(
@@ -277,7 +294,7 @@ def _apply(
 ) -> None:
     """4-6: the AWX job and the roll-out it causes, followed together (the first failure stops both), then the
     verification of every pod against the image's digest."""
-    stop = threading.Event()
+    stop = Stop()
     watch = watch_rollout.submit(services, snapshot, image, stop=stop)
     job = run_awx_job.submit(services, mode, image, template=services.target.job_template, since=since, stop=stop)
     job_result, rollout = _together(job, watch, stop=stop)
@@ -322,7 +339,7 @@ def _roll_back(
         image = _add(report, read_stack_image(services, snapshot_rollout(services), None, tag=good.tag))
         if image.digest != good.digest:
             logger.warning("%s is %s now, not %s as when it was verified", image.image, image.digest, good.digest)
-        stop = threading.Event()
+        stop = Stop()
         unstick = force_rollback.submit(services, state.update_revision, image, stop=stop)
         job = run_awx_job.submit(
             services, Mode.ORCHESTRATE, image, template=target.job_template, since=datetime.now(UTC), stop=stop
@@ -446,13 +463,22 @@ def _add(report: DeploymentReport, result: R) -> R:
     return result
 
 
-def _together(*futures: PrefectFuture[Any], stop: threading.Event) -> list[Any]:
+def _together(*futures: PrefectFuture[Any], stop: Stop) -> list[Any]:
     """Wait for every future; when one fails, tell the others to stop. Raises the first failure, carrying the
-    timing rows of the others too, so that the table shows how far each got."""
+    timing rows of the others too, so that the table shows how far each got.
+
+    When the run is cancelled (Prefect raises ``TerminationSignal`` here on SIGTERM) the stages are told to stop,
+    and given a few seconds to do so (the AWX stage cancels the job it launched) before the process ends, well
+    inside Prefect's 30-second SIGKILL grace."""
     pending = list(futures)
     first: PrefectFuture[Any] | None = None
     while pending:
-        done, not_done = wait(pending, timeout=0.2)
+        try:
+            done, not_done = wait(pending, timeout=0.2)
+        except BaseException:
+            stop.stop("the run was cancelled")
+            wait(pending, timeout=STOP_GRACE_SECONDS)
+            raise
         for future in done:
             if first is None and _exception(future) is not None:
                 first = future

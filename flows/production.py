@@ -17,6 +17,7 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled
 
 from blocks import Mode, StackTarget
+from flows import launches
 from flows.pipeline import deploy_tag
 from flows.report import DeploymentReport, DeploymentStopped
 
@@ -28,7 +29,12 @@ def _run_name() -> str:
     return f"{parameters.get('target', 'production')} <- {shown}"
 
 
-@flow(name="deploy-to-production", flow_run_name=_run_name, persist_result=True)
+@flow(
+    name="deploy-to-production",
+    flow_run_name=_run_name,
+    persist_result=True,
+    on_cancellation=[launches.on_cancellation],
+)
 def deploy_to_production(
     tag: str,
     target: str = "production",
@@ -37,8 +43,9 @@ def deploy_to_production(
 ) -> DeploymentReport | State[None]:
     """Deploy a production-grade tag to production.
 
-    A rejection, or no decision in time, ends the run Cancelled and deploys nothing; a failed roll-out rolls back
-    to the last good tag and ends the run Failed, saying whether the rollback was verified.
+    A rejection, no decision in time, or a newer tag come while it waited ends the run Cancelled and deploys
+    nothing; a failed roll-out rolls back to the last good tag and ends the run Failed, saying whether the rollback
+    was verified.
 
     Args:
         tag: the stack repository's tag, e.g. ``1.2.3`` (only production-grade tags go on).

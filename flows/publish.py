@@ -20,6 +20,20 @@ def publish(report: DeploymentReport, *, budgets: Budgets, time_scale: float) ->
     """Publish the timing table, the summary with its timeline and the ``fragalysis.deployment.*`` event, whatever
     the outcome."""
     outcome = (report.outcome or DeploymentOutcome.FAILED).value
+    if report.outcome is not DeploymentOutcome.SUPERSEDED:  # it did nothing: the environment's tables stay
+        _publish_artifacts(report, budgets=budgets, time_scale=time_scale)
+    emit_event(
+        event=f"fragalysis.deployment.{outcome}",
+        resource={
+            "prefect.resource.id": f"fragalysis.stack.{report.environment}",
+            "prefect.resource.name": f"Fragalysis Stack ({report.environment})",
+        },
+        payload=report.payload(),
+    )
+
+
+def _publish_artifacts(report: DeploymentReport, *, budgets: Budgets, time_scale: float) -> None:
+    outcome = (report.outcome or DeploymentOutcome.FAILED).value
     rows = report.table.as_rows(time_scale)
     create_table_artifact(
         table=rows,
@@ -34,12 +48,4 @@ def publish(report: DeploymentReport, *, budgets: Budgets, time_scale: float) ->
         + render_markdown_table(rows),
         key=artifact_key(report.environment, "summary"),
         description=f"{report.environment} <- {report.change}: {outcome}",
-    )
-    emit_event(
-        event=f"fragalysis.deployment.{outcome}",
-        resource={
-            "prefect.resource.id": f"fragalysis.stack.{report.environment}",
-            "prefect.resource.name": f"Fragalysis Stack ({report.environment})",
-        },
-        payload=report.payload(),
     )

@@ -21,7 +21,9 @@ class DeploymentOutcome(StrEnum):
     REJECTED = "rejected"
     """Someone rejected it at the approval: nothing was deployed."""
     CANCELLED = "cancelled"
-    """No decision in time, or cancelled: nothing was deployed."""
+    """No decision in time, or cancelled (in the UI or through the API)."""
+    SUPERSEDED = "superseded"
+    """A newer deploy of the environment came while this one waited for it: nothing was done."""
 
 
 class StageFailed(Exception):
@@ -38,8 +40,8 @@ class StageFailed(Exception):
 
 
 class DeploymentStopped(Exception):
-    """The deployment ended before anything was deployed, on purpose: rejected, or no decision in time. The flow
-    ends Cancelled with this message."""
+    """The deployment ended before anything was deployed, on purpose: rejected, no decision in time, or superseded
+    by a newer deploy. The flow ends Cancelled with this message."""
 
     def __init__(self, outcome: DeploymentOutcome, message: str) -> None:
         super().__init__(message)

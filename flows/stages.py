@@ -38,9 +38,11 @@ from clients.rollout_events import (
 )
 from clients.rollout_state import PodState, RolloutState, pod_state
 from clients.waiting import Deadline, Poll, poll_until
+from flows import launches
 from flows.report import StageFailed
 from flows.results import BuildResult, ImageCheck, JobResult, RolloutResult, Verification
 from flows.services import Services
+from flows.stopping import why
 from flows.timing import Outcome, StageTiming
 
 
@@ -284,7 +286,10 @@ def run_awx_job(
     try:
         found = awx.find_template(template)
         if mode is Mode.ORCHESTRATE:
+            run_id, block = _run_and_block(services)
+            launches.claim(run_id, block, found.name)
             job = awx.launch(found, extra_vars)
+            launches.launched(run_id, block, found.name, job.id, job.ui_url)
             logger.info("Launched AWX job %s from %r with %s: %s", job.id, found.name, extra_vars, job.ui_url)
         else:
             job = awx.wait_for_job(
@@ -312,13 +317,21 @@ def run_awx_job(
             reason += "; canceled it" if _cancel_quietly(services, jobs[-1]) else "; it could not be canceled"
         raise StageFailed("AWX job", reason, timings(Outcome.FAILED)) from error
     if stop.is_set() and not job.status.finished:
-        reason = f"stopped following AWX job {job.id} ({job.ui_url}) because another stage failed"
+        reason = f"stopped following AWX job {job.id} ({job.ui_url}): {why(stop)}"
         if mode is Mode.ORCHESTRATE:
             canceled = _cancel_quietly(services, job)
             reason += "; canceled it" if canceled else "; it could not be canceled"
         logger.warning(reason)
         raise StageFailed("AWX job", reason, timings(Outcome.NOT_REACHED))
     return JobResult(job, timings(Outcome.OK))
+
+
+def _run_and_block(services: Services) -> tuple[str | None, str]:
+    """This run's id and the name of its ``StackTarget`` block, for the launch record."""
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.id
+    return (str(run_id) if run_id else None), str(getattr(services.target, "_block_document_name", "") or "")
 
 
 def _cancel_quietly(services: Services, job: Job) -> bool:
@@ -377,7 +390,7 @@ def force_rollback(
         state = poll_until(reverted, Deadline(waited), poll_for(budgets.awx_start), stop)
         if state is None:
             if stop.is_set():
-                raise StageFailed("rollback", f"stopped waiting for {where} to be reverted: another stage failed")
+                raise StageFailed("rollback", f"stopped waiting for {where} to be reverted: {why(stop)}")
             raise StageFailed(
                 "rollback", f"{where} was still at the failed revision {failed_revision} after {waited:.0f} s"
             )
@@ -420,7 +433,7 @@ def watch_new_stack(services: Services, image: ImageCheck, *, stop: threading.Ev
         snapshot = poll_until(created, Deadline(waited), poll_for(budgets.awx_start), stop)
     if snapshot is None:
         where = f"{cluster.server} {target.namespace}/{target.statefulset}"
-        reason = "another stage failed" if stop.is_set() else f"it did not exist after {waited:.0f} s"
+        reason = why(stop) if stop.is_set() else f"it did not exist after {waited:.0f} s"
         raise StageFailed("first deployment", f"stopped waiting for {where}: {reason}")
     # every pod of a new stack is new, even one the controller created before the snapshot was read
     snapshot = dataclasses.replace(snapshot, pods=())
@@ -479,7 +492,7 @@ def _follow_rollout(
                 return RolloutResult(event.report, pod_timings(event.report, budgets.pod, Outcome.OK))
     except ClientError as error:
         raise StageFailed(stage_name, str(error), pod_timings(follower.report, budgets.pod, Outcome.FAILED)) from error
-    reason = f"stopped watching the {stage_name} because another stage failed"
+    reason = f"stopped watching the {stage_name}: {why(stop)}"
     raise StageFailed(stage_name, reason, pod_timings(follower.report, budgets.pod, Outcome.NOT_REACHED))
 
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 from typing import cast
 
 from prefect import flow
+from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
+from prefect.states import Cancelled
 
 from blocks import Mode, Source, StackTarget
+from flows import launches
 from flows.pipeline import deploy_commit
-from flows.report import DeploymentReport
+from flows.report import DeploymentReport, DeploymentStopped
 
 
 def _run_name() -> str:
@@ -26,14 +29,20 @@ def _run_name() -> str:
     return f"{parameters.get('target', 'staging')} <- {Source(parameters.get('source', Source.FRONTEND))}@{where}"
 
 
-@flow(name="deploy-to-staging", flow_run_name=_run_name, persist_result=True)
+@flow(
+    name="deploy-to-staging",
+    flow_run_name=_run_name,
+    persist_result=True,
+    on_cancellation=[launches.on_cancellation],
+)
 def deploy_to_staging(
     source: Source = Source.FRONTEND,
     sha: str | None = None,
     target: str = "staging",
     mode: Mode | None = None,
-) -> DeploymentReport:
-    """Deploy a commit to staging.
+) -> DeploymentReport | State[None]:
+    """Deploy a commit to staging. A newer deploy of the environment, come while this one waited for it, ends it
+    Cancelled ("superseded by <run>") before it does anything.
 
     Args:
         source: the repository the commit is on: frontend or backend (branch ``staging``), or stack (``master``).
@@ -43,4 +52,7 @@ def deploy_to_staging(
             repositories' own workflows do).
     """
     stack_target = cast(StackTarget, StackTarget.load(target))
-    return deploy_commit(stack_target, source=source, sha=sha, mode=mode)
+    try:
+        return deploy_commit(stack_target, source=source, sha=sha, mode=mode)
+    except DeploymentStopped as stopped:
+        return Cancelled(message=str(stopped))

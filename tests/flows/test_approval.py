@@ -1,5 +1,6 @@
-"""Approval through a served deployment with a concurrency limit: the waiting run is suspended (it holds no slot),
-approved or rejected through the API; and, on a real Prefect server, no decision in time ends it Cancelled."""
+"""Approval through a served deployment: the waiting run is suspended (it holds no process and not its environment),
+superseded by a newer tag, approved or rejected through the API; on a real Prefect server, no decision in time ends it
+Cancelled."""
 
 from __future__ import annotations
 
@@ -8,94 +9,28 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 import pytest
 
 from blocks import StackTarget
 from sandbox.runtime import Sandbox
-from tests.conftest import wait_for
-from tests.flows.conftest import SPEED, scenario, target_name
+from tests.flows.conftest import SPEED, deployment_events, scenario, target_name
+from tests.flows.served import ENDED, ROOT, served, state_of
+from tests.flows.served import start as start_run
 
 pytestmark = pytest.mark.prefect
 
-ROOT = Path(__file__).resolve().parents[2]
+PRODUCTION = "flows.production:deploy_to_production"
 STACK = "xchem/fragalysis-stack"
 
 
-@contextmanager
-def served(name: str, api_url: str, auth: dict[str, str] | None = None) -> Iterator[str]:
-    """The production flow served as deployment ``deploy-to-production/<name>`` (limit 1, ENQUEUE) by
-    ``python -m deployments.serving`` polling every second; yields the deployment's full name."""
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": api_url,
-        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        **(auth or {}),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deployments.serving", name],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield f"deploy-to-production/{name}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def read_run(flow_run_id: UUID) -> Any:
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        return client.read_flow_run(flow_run_id)
-
-
-def deployment_id(full_name: str) -> UUID:
-    from prefect.client.orchestration import get_client
-
-    def read() -> Any:
-        with get_client(sync_client=True) as client:
-            try:
-                return client.read_deployment_by_name(full_name).id
-            except Exception:
-                return None
-
-    result: UUID = wait_for(read, f"deployment {full_name} to be served", deadline=120)
-    return result
-
-
 def start(full_name: str, target: StackTarget, tag: str) -> UUID:
-    from prefect.deployments import run_deployment
-
-    flow_run = run_deployment(full_name, parameters={"tag": tag, "target": target_name(target)}, timeout=0)
-    return flow_run.id
+    return start_run(full_name, tag=tag, target=target_name(target))
 
 
-def state_of(flow_run_id: UUID, *names: str, deadline: float = 180, other_than: Any = None) -> Any:
-    """Wait for the run to reach a state of one of ``names``, other than the state ``other_than`` (a generous
-    deadline, not a timing assertion)."""
-
-    def reached() -> Any:
-        state = read_run(flow_run_id).state
-        fresh = other_than is None or state is None or state.id != other_than.id
-        return state if state is not None and state.name in names and fresh else None
-
-    return wait_for(reached, f"flow run {flow_run_id} to be {' or '.join(names)}", deadline=deadline)
-
-
-def test_a_served_run_is_suspended_for_approval_and_holds_no_slot(
+def test_a_served_run_is_suspended_for_approval_holds_nothing_and_a_newer_tag_supersedes_it(
     make_sandbox: Callable[..., Sandbox], deploy_target
 ):
     from prefect.flow_runs import resume_flow_run
@@ -106,17 +41,20 @@ def test_a_served_run_is_suspended_for_approval_and_holds_no_slot(
     assert target.asks_approval, "production asks for approval by default"
     sb.push(STACK, "refs/tags/1.0.3", message="Release 1.0.3")
 
-    with served("served-approval", str(PREFECT_API_URL.value())) as full_name:
-        deployment_id(full_name)
-        first = start(full_name, target, "1.0.3")
-        asked = state_of(first, "Suspended")
-        # the deployment allows one run at a time: a second run gets the slot only because the first gave it back
+    with served(PRODUCTION, "served-approval", str(PREFECT_API_URL.value())) as full_name:
+        oldest = start(full_name, target, "1.0.3")
+        state_of(oldest, "Suspended")
+        # production holds one deploy at a time: a newer run gets the environment because the suspended one gave
+        # it back, and ends the older one's wait (it has no process to notice)
         second = start(full_name, target, "1.0.3")
         assert state_of(second, "Suspended").is_paused()
+        superseded = state_of(oldest, *ENDED)
         assert not sb.call(sb.awx.jobs), "nothing is launched before a decision"
 
         resume_flow_run(second, run_input={"decision": "reject", "who": "bob", "comment": "not this one"})
-        rejected = state_of(second, "Cancelled", "Completed", "Failed", "Crashed", deadline=240)
+        rejected = state_of(second, *ENDED, deadline=240)
+        first = start(full_name, target, "1.0.3")
+        asked = state_of(first, "Suspended")
         # the image changes under the tag while the first question is open: that answer was about another digest
         repushed = sb.call(sb.registry.push_image, STACK, ["1.0.3"])
         resume_flow_run(first, run_input={"decision": "approve", "who": "ana", "comment": "release notes read"})
@@ -129,6 +67,10 @@ def test_a_served_run_is_suspended_for_approval_and_holds_no_slot(
         pods = sb.call(sb.kubernetes.pods, "production-stack", {"name": "stack"})
         assert {p["status"]["containerStatuses"][0]["imageID"].rpartition("@")[2] for p in pods} == {repushed}
 
+    assert superseded.is_cancelled(), superseded
+    assert superseded.message == f"superseded by 1.0.3 (flow run {second})"
+    (event,) = deployment_events(str(oldest), key="run_id")
+    assert event.event == "fragalysis.deployment.superseded"
     assert rejected.is_cancelled(), rejected
     assert rejected.message == "rejected by bob: not this one"
     jobs = sb.call(sb.awx.jobs)
@@ -196,7 +138,7 @@ def test_no_decision_in_time_ends_the_run_cancelled(
         print(run.state.name, "|", run.state.message)
         """
     )
-    with served("served-timeout", real_prefect_server):
+    with served(PRODUCTION, "served-timeout", real_prefect_server):
         result = subprocess.run(
             [sys.executable, "-c", waiter, "deploy-to-production/served-timeout"],
             cwd=ROOT,

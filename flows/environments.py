@@ -1,0 +1,252 @@
+"""One deploy per environment, newest wins.
+
+Every deploy of an environment (staging commits, production tags, first deployments; a developer stack is its own
+environment) holds the one slot of the global concurrency limit ``fragalysis-env-<environment>`` (``strict``:
+created on demand with limit 1) while it touches anything remote. A deploy that holds it keeps going. Of the runs
+waiting for it only the newest goes on: a waiting run that sees a newer deploy of its environment ends Cancelled
+"superseded by <run>" having done nothing remote, and a new deploy supersedes the older ones that wait for an
+approval (suspended: no process to notice).
+
+Prefect's deployment ``concurrency_limit`` cannot do this (ENQUEUE runs them all, in order; CANCEL_NEW keeps the
+oldest), so the staging and production deployments have none. A waiting run tries for the slot once every
+``POLL_SECONDS`` (Prefect's own retry waits up to 30 s, the server's cap), so the newest starts within about that
+of the environment freeing.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any, cast
+from uuid import UUID
+
+import httpx
+from prefect import get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder, FlowRun, StateType
+from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
+from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.states import Cancelled
+
+from blocks import StackTarget
+
+DEPLOY_FLOWS = ("deploy-to-staging", "deploy-to-production", "first-deploy")
+"""The flows that deploy; each takes the ``StackTarget`` block's name as its ``target`` parameter."""
+
+DEFAULT_TARGETS = {"deploy-to-staging": "staging", "deploy-to-production": "production", "first-deploy": "staging"}
+
+WAITING = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
+"""A deploy in one of these states has not ended (PAUSED includes a run suspended for its approval)."""
+
+POLL_SECONDS = 2.0
+"""How often a waiting deploy tries for the slot and looks for a newer deploy (two light API calls)."""
+
+SOON = timedelta(seconds=30)
+"""A run scheduled further ahead than this is a plan, not a waiting deploy: it supersedes nothing yet."""
+
+
+class Superseded(Exception):
+    """A newer deploy of the environment is waiting: this one ends Cancelled without doing anything remote."""
+
+    def __init__(self, newer: FlowRun) -> None:
+        super().__init__(f"superseded by {describe(newer)}")
+        self.newer = newer
+
+
+def describe(run: FlowRun) -> str:
+    """What a deploy run carries, from its parameters (its name is not set until it starts): ``frontend@1a2b3c4
+    (flow run <id>)``, ``1.0.4 (flow run <id>)``."""
+    parameters = run.parameters or {}
+    if parameters.get("tag"):
+        change = str(parameters["tag"])
+    elif parameters.get("sha") or parameters.get("source"):
+        change = f"{parameters.get('source', 'frontend')}@{str(parameters.get('sha') or 'head')[:7]}"
+    else:
+        change = run.name
+    return f"{change} (flow run {run.id})"
+
+
+def limit_name(environment: str) -> str:
+    """``fragalysis-env-staging`` (concurrency limit names: letters, digits, dashes, underscores)."""
+    slug = re.sub(r"[^a-z0-9_-]+", "-", environment.lower()).strip("-")
+    return f"fragalysis-env-{slug}"
+
+
+def ensure_limit(environment: str) -> str:
+    """Create the environment's global concurrency limit (one slot) unless it exists; returns its name."""
+    name = limit_name(environment)
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            try:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+            except ObjectAlreadyExists:
+                pass  # another deploy created it first
+    return name
+
+
+@dataclass(frozen=True)
+class Me:
+    """The run asking for the environment: its id and when it was created (which decides who is newer)."""
+
+    id: UUID
+    change: str
+    """What it carries, as ``describe`` says it."""
+    created: datetime
+
+    @classmethod
+    def current(cls) -> Me:
+        """The flow run this code runs in."""
+        from prefect.runtime import flow_run
+
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(UUID(str(flow_run.id)))
+        return cls(run.id, describe(run).rpartition(" (flow run ")[0], run.created or datetime.now(UTC))
+
+
+@contextmanager
+def hold(environment: str, me: Me, *, poll_seconds: float = POLL_SECONDS) -> Iterator[None]:
+    """Hold the environment's slot for the body; before that, supersede the older deploys waiting for an approval,
+    and wait for the slot unless a newer deploy of the environment appears (then raise ``Superseded``)."""
+    logger = get_run_logger()
+    name = ensure_limit(environment)
+    for older in _older_suspended(environment, me):
+        _supersede(older, me)
+    logged = False
+    while True:
+        newer = newest_newer(environment, me)
+        if newer is not None:
+            raise Superseded(newer)
+        stack = ExitStack()
+        try:
+            stack.enter_context(
+                concurrency(
+                    name,
+                    occupy=1,
+                    strict=True,
+                    max_retries=0,
+                    holder=ConcurrencyLeaseHolder(type="flow_run", id=me.id),
+                )
+            )
+        except ConcurrencySlotAcquisitionError as error:
+            if not _locked(error):
+                raise
+            if not logged:
+                logger.info("Waiting for %s: another deploy holds it (limit %s)", environment, name)
+                logged = True
+            time.sleep(poll_seconds)
+            continue
+        with stack:
+            newer = newest_newer(environment, me)  # it may have arrived while this one acquired the slot
+            if newer is not None:
+                raise Superseded(newer)
+            logger.info("Holding %s (limit %s)", environment, name)
+            yield
+            return
+
+
+def newest_newer(environment: str, me: Me) -> FlowRun | None:
+    """The newest deploy of ``environment`` created after ``me`` that has not ended, if any."""
+    newer = [run for run in _unfinished(environment) if (run.created or me.created) > me.created and run.id != me.id]
+    return max(newer, key=lambda run: run.created or me.created, default=None)
+
+
+def _older_suspended(environment: str, me: Me) -> list[FlowRun]:
+    return [
+        run
+        for run in _unfinished(environment, [StateType.PAUSED])
+        if run.id != me.id and run.created is not None and run.created < me.created
+    ]
+
+
+def _supersede(run: FlowRun, me: Me) -> None:
+    """End an older run that waits for an approval (it has no process to notice): Cancelled, and its event."""
+    from prefect.events import emit_event
+
+    message = f"superseded by {me.change} (flow run {me.id})"
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run.id, Cancelled(message=message), force=True)
+    environment = _environment_of(run)
+    emit_event(
+        event="fragalysis.deployment.superseded",
+        resource={
+            "prefect.resource.id": f"fragalysis.stack.{environment}",
+            "prefect.resource.name": f"Fragalysis Stack ({environment})",
+        },
+        payload={
+            "environment": environment,
+            "outcome": "superseded",
+            "run_id": str(run.id),
+            "superseded_by": str(me.id),
+            "error": message,
+            **_change(run),
+        },
+    )
+    get_run_logger().info("Superseded %s, which waited for an approval", describe(run))
+
+
+def _change(run: FlowRun) -> dict[str, Any]:
+    parameters = run.parameters or {}
+    return {key: parameters[key] for key in ("sha", "tag", "source") if key in parameters}
+
+
+def _unfinished(environment: str, states: list[StateType] | None = None) -> list[FlowRun]:
+    now = datetime.now(UTC)
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=list(DEPLOY_FLOWS))),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states or WAITING))
+            ),
+            limit=200,
+        )
+    names = _deploy_flow_names()
+    found = []
+    for run in runs:
+        planned = run.expected_start_time is not None and run.expected_start_time > now + SOON
+        if run.state is not None and run.state.is_scheduled() and planned:
+            continue
+        if _environment_of(run, names.get(run.flow_id, "")) == environment:
+            found.append(run)
+    return found
+
+
+@lru_cache(maxsize=1)
+def _deploy_flow_names() -> dict[UUID, str]:
+    with get_client(sync_client=True) as client:
+        flows = client.read_flows(flow_filter=FlowFilter(name=FlowFilterName(any_=list(DEPLOY_FLOWS))))
+    return {flow.id: flow.name for flow in flows}
+
+
+def _environment_of(run: FlowRun, flow_name: str = "") -> str:
+    parameters = run.parameters or {}
+    target = parameters.get("target") or DEFAULT_TARGETS.get(flow_name, "")
+    return _target_environment(str(target)) if target else ""
+
+
+@lru_cache(maxsize=256)
+def _target_environment(block_name: str) -> str:
+    try:
+        return cast(StackTarget, StackTarget.load(block_name)).environment
+    except (ValueError, ObjectNotFound):
+        return ""
+
+
+def _locked(error: ConcurrencySlotAcquisitionError) -> bool:
+    cause = error.__cause__
+    return isinstance(cause, httpx.HTTPStatusError) and cause.response.status_code == 423
