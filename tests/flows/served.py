@@ -52,7 +52,10 @@ def served(flow: str, name: str, api_url: str, *, limit: int = 6, env: dict[str,
     flow_name = {"deploy_to_staging": "deploy-to-staging", "deploy_to_production": "deploy-to-production"}[attribute]
     full_name = f"{flow_name}/{name}"
     try:
-        deployment_id(full_name)
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings({PREFECT_API_URL: api_url}):
+            deployment_id(full_name)
         yield full_name
     finally:
         process.terminate()

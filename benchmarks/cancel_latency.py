@@ -1,0 +1,171 @@
+"""How long a cancelled deploy takes to end, served (``serve``) and run by a process worker.
+
+A real ``prefect server start`` and a sandbox whose AWX job stays pending; a staging deploy is started through its
+deployment, cancelled (``Cancelling`` through the API, as the UI's Cancel does) once its AWX job exists, and timed
+to its final state. Prefect's runner and worker send SIGTERM, then SIGKILL 30 s later; the figure shows how far
+inside that grace the flow ends, and that its AWX job was cancelled.
+
+    .venv/bin/python benchmarks/cancel_latency.py [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFECT = str(Path(sys.executable).parent / "prefect")
+sys.path.insert(0, str(ROOT))
+
+SERVE = textwrap.dedent(
+    """
+    from prefect import serve
+    from flows.staging import deploy_to_staging
+    serve(deploy_to_staging.to_deployment(name="bench-served"), limit=4)
+    """
+)
+DEPLOY_FOR_WORKER = textwrap.dedent(
+    """
+    import sys
+    from prefect import flow
+    flow.from_source(source=sys.argv[1], entrypoint="flows/staging.py:deploy_to_staging").deploy(
+        name="bench-worker", work_pool_name="bench-process", build=False, push=False
+    )
+    """
+)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    from deployments.prefect_server import LocalPrefectServer
+
+    work = Path(tempfile.mkdtemp(prefix="cancel-latency-"))
+    server = LocalPrefectServer(work / "prefect-home", port=_free_port())
+    server.start()
+    env = {
+        **os.environ,
+        **server.environment(),
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+    }
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: server.environment()["PREFECT_API_URL"]}):
+        return _measure(args, work, server, env)
+
+
+def _measure(args: argparse.Namespace, work: Path, server: Any, env: dict[str, str]) -> int:
+    from deployments.sandbox_target import sandbox_target
+    from sandbox.runtime import FREE_PORTS, Sandbox
+    from sandbox.scenario import load_scenario
+
+    scenario = load_scenario("fragalysis")
+    scenario.github.trigger_downstream = scenario.github.trigger_awx = False
+    sandbox = Sandbox(scenario, speed=200, ports=FREE_PORTS).start()
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        sandbox.set_faults(awx_jobs=[{"template": "Staging Fragalysis Stack (Version Change)", "outcome": "pending"}])
+        sandbox.write_state(work / "sandbox")
+        from blocks import Budgets
+
+        target = sandbox_target(sandbox.endpoints((work / "sandbox").resolve()), environment="staging")
+        target = target.model_copy(update={"budgets": Budgets(wait_factor=100.0).scaled(200)})
+        target.save("staging", overwrite=True)
+
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        children.append(subprocess.Popen([sys.executable, "-c", SERVE], cwd=ROOT, env=env, **quiet))
+        subprocess.run(
+            [PREFECT, "work-pool", "create", "bench-process", "--type", "process"], env=env, check=True, **quiet
+        )
+        subprocess.run([sys.executable, "-c", DEPLOY_FOR_WORKER, str(ROOT)], cwd=ROOT, env=env, check=True, **quiet)
+        children.append(
+            subprocess.Popen(
+                [PREFECT, "worker", "start", "--pool", "bench-process", "--type", "process"],
+                cwd=ROOT,
+                env=env,
+                **quiet,
+            )
+        )
+        print("| runner | run | cancel -> final state | final state | AWX job |")
+        print("|---|---|---|---|---|")
+        for name in ("deploy-to-staging/bench-served", "deploy-to-staging/bench-worker"):
+            for n in range(args.runs):
+                took, state, job = _cancel_one(name, sandbox)
+                print(f"| {name.split('-')[-1]} | {n + 1} | {took:.1f} s | {state} | {job} |")
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        sandbox.stop()
+        server.stop()
+    return 0
+
+
+def _cancel_one(name: str, sandbox: Any) -> tuple[float, str, str]:
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.states import Cancelling
+
+    _wait(lambda: _deployment_exists(name), 120)
+    sha = sandbox.push("xchem/fragalysis-frontend", "staging", message="to be cancelled")
+    before = {job["id"] for job in sandbox.call(sandbox.awx.jobs)}
+    run = run_deployment(name, parameters={"source": "frontend", "sha": sha, "target": "staging"}, timeout=0)
+    job = _wait(lambda: next((j for j in sandbox.call(sandbox.awx.jobs) if j["id"] not in before), None), 240)
+    asked = time.monotonic()
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run.id, Cancelling(message="benchmark"))
+
+        def ended() -> Any:
+            state = client.read_flow_run(run.id).state
+            return state if state is not None and state.is_final() else None
+
+        state = _wait(ended, 120, poll=0.1)
+    took = time.monotonic() - asked
+    return took, state.name, sandbox.call(sandbox.awx.job, job["id"])["status"]
+
+
+def _deployment_exists(name: str) -> bool:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_deployment_by_name(name)
+            return True
+        except Exception:
+            return False
+
+
+def _wait(check: Any, seconds: float, poll: float = 0.25) -> Any:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(poll)
+    raise TimeoutError(f"waited {seconds} s")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
