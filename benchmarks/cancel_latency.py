@@ -82,18 +82,33 @@ def _measure(args: argparse.Namespace, work: Path, server: Any, env: dict[str, s
         target = target.model_copy(update={"budgets": Budgets(wait_factor=100.0).scaled(200)})
         target.save("staging", overwrite=True)
 
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        children.append(subprocess.Popen([sys.executable, "-c", SERVE], cwd=ROOT, env=env, **quiet))
-        subprocess.run(
-            [PREFECT, "work-pool", "create", "bench-process", "--type", "process"], env=env, check=True, **quiet
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-c", SERVE], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
         )
-        subprocess.run([sys.executable, "-c", DEPLOY_FOR_WORKER, str(ROOT)], cwd=ROOT, env=env, check=True, **quiet)
+        subprocess.run(
+            [PREFECT, "work-pool", "create", "bench-process", "--type", "process"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        subprocess.run(
+            [sys.executable, "-c", DEPLOY_FOR_WORKER, str(ROOT)],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         children.append(
             subprocess.Popen(
                 [PREFECT, "worker", "start", "--pool", "bench-process", "--type", "process"],
                 cwd=ROOT,
                 env=env,
-                **quiet,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
         )
         print("| runner | run | cancel -> final state | final state | AWX job |")
