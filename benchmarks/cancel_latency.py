@@ -132,13 +132,16 @@ def _measure(args: argparse.Namespace, work: Path, server: Any, env: dict[str, s
 
 def _cancel_one(name: str, sandbox: Any) -> tuple[float, str, str]:
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
     from prefect.states import Cancelling
 
     _wait(lambda: _deployment_exists(name), 120)
     sha = sandbox.push("xchem/fragalysis-frontend", "staging", message="to be cancelled")
     before = {job["id"] for job in sandbox.call(sandbox.awx.jobs)}
-    run = run_deployment(name, parameters={"source": "frontend", "sha": sha, "target": "staging"}, timeout=0)
+    run: FlowRun = run_deployment(  # type: ignore[assignment]
+        name, parameters={"source": "frontend", "sha": sha, "target": "staging"}, timeout=0
+    )
     job = _wait(lambda: next((j for j in sandbox.call(sandbox.awx.jobs) if j["id"] not in before), None), 240)
     asked = time.monotonic()
     with get_client(sync_client=True) as client:
