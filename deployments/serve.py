@@ -94,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _run(args, targets, server, stack)
             finally:
                 _ignore_signals()  # what is being stopped (last started, first stopped) is not interrupted again
+                logger.info("stopping the receiver, the served deployments, the sandbox and the server ...")
     except Stopped as signalled:
         print(f"{signalled}: stopped.", flush=True)
         return 0
@@ -101,10 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, targets: list[str], server: LocalPrefectServer, stack: ExitStack) -> None:
-    print(f"Starting the Prefect server ({server.ui_url}, PREFECT_HOME={args.home}) ...", flush=True)
+    logger.info("starting the Prefect server (%s, PREFECT_HOME=%s) ...", server.ui_url, args.home)
     stack.callback(server.stop)
     if not server.start():
-        print(f"  (one already answers on port {server.port}: using it; it keeps running after serve)", flush=True)
+        logger.info("a Prefect server already answers on port %s: using it (it keeps running after serve)", server.port)
     receiver_port = args.receiver_port or _free_port(args.receiver_host)
     receiver_url = f"http://{args.receiver_host}:{receiver_port}/"
     endpoints: dict[str, Any] | None = None
@@ -112,7 +113,9 @@ def _run(args: argparse.Namespace, targets: list[str], server: LocalPrefectServe
         endpoints = stack.enter_context(_sandbox(args, receiver_url + "github"))
     stack.callback(_flush_to_server)
     serving = stack.enter_context(served(server, poll=args.poll, limit=args.limit, log=args.home / "serving.log"))
+    logger.info("serving the deployments of prefect.yaml (runner log: %s) ...", serving.log)
     deployments = serving.wait_for_deployments()
+    logger.info("served: %s", ", ".join(sorted(deployments)))
     _approval_timeouts(deployments)
     receiver = stack.enter_context(_receiver(targets, server, args.receiver_host, receiver_port))
     print(f"Webhook receiver at {receiver.url}github (GitHub's payload URL), routing for {', '.join(targets)}.")
@@ -123,7 +126,6 @@ def _run(args: argparse.Namespace, targets: list[str], server: LocalPrefectServe
         print(f"Sandbox endpoints in {args.state_dir / 'endpoints.json'}; try:")
         print(f"  python -m sandbox push xchem/fragalysis-frontend staging --state-dir {args.state_dir}")
         print(f"  python -m sandbox push xchem/fragalysis-stack refs/tags/1.0.3 --state-dir {args.state_dir}")
-    print(f"Serving {', '.join(sorted(deployments))} (runner log: {serving.log}).")
     print(f"Prefect UI: {server.ui_url}. Ctrl-C stops everything.", flush=True)
     serving.wait()
     raise SystemExit(f"the serving process exited with {serving.returncode}: see {serving.log}")
@@ -230,7 +232,7 @@ def _sandbox(args: argparse.Namespace, webhook_url: str) -> Iterator[dict[str, A
     ):
         for environment in ("staging", "production"):
             save_sandbox_blocks(endpoints, environment=environment, mode=Mode.ORCHESTRATE)
-        print(f"Sandbox at speed {args.speed:g}, delivering webhooks to {webhook_url}.", flush=True)
+        logger.info("sandbox at speed %g, delivering webhooks to %s", args.speed, webhook_url)
         yield endpoints
 
 

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,13 @@ PUSH = "fragalysis.github.push"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPrefectServer]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, prefect_home: Callable[[Path], Path]
+) -> Iterator[LocalPrefectServer]:
     """One real Prefect server for the module (the test harness would do, but `prefect deploy` is a CLI)."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    server = LocalPrefectServer(tmp_path_factory.mktemp("prefect-home"), port=free_port())
+    server = LocalPrefectServer(prefect_home(tmp_path_factory.mktemp("prefect-home")), port=free_port())
     server.start()
     try:
         with temporary_settings({PREFECT_API_URL: server.api_url}):
