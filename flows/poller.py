@@ -156,7 +156,8 @@ def poll_target(name: str, target: StackTarget, deployment: str, summary: PollSu
             seen = poll_tags(github, name, target, deployment, previous, summary)
         else:
             seen = poll_branches(github, name, target, deployment, previous, summary)
-    Variable.set(variable, seen.model_dump(mode="json"), overwrite=True)
+    if seen != previous:  # a quiet poll writes nothing
+        Variable.set(variable, seen.model_dump(mode="json"), overwrite=True)
 
 
 def recall(variable: str) -> Seen | None:

@@ -118,6 +118,7 @@ def test_a_new_branch_head_starts_one_staging_run_and_a_quiet_poll_is_all_304s(
     (run,) = runs_of(deployment)
     assert (str(run.id), run.parameters["source"], run.parameters["sha"]) == (started.flow_run_id, "frontend", sha)
     assert run.state_name == "Scheduled"
+    assert run.idempotency_key == f"poll-{target.environment}-frontend-{sha}"
     assert sorted(second.unchanged) == [f"{BACKEND}@staging", f"{STACK}@master"]
 
     since = datetime.now(UTC)
