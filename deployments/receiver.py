@@ -142,6 +142,7 @@ class Receiver:
         """Bind, serve in a background thread, and return the URL once it accepts connections."""
         if self._thread is not None:
             raise RuntimeError("the receiver is already running")
+        self._error = None
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         self._socket = socket.create_server((self.host, self.port), family=family)
         bound_port = self._socket.getsockname()[1]
