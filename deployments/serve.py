@@ -118,8 +118,9 @@ def _run(args: argparse.Namespace, targets: list[str], server: LocalPrefectServe
     logger.info("served: %s", ", ".join(sorted(deployments)))
     _approval_timeouts(deployments)
     receiver = stack.enter_context(_receiver(targets, server, args.receiver_host, receiver_port))
-    print(f"Webhook receiver at {receiver.url}github (GitHub's payload URL), routing for {', '.join(targets)}.")
-    if endpoints is not None:
+    if receiver is not None:
+        print(f"Webhook receiver at {receiver.url}github (GitHub's payload URL), routing for {', '.join(targets)}.")
+    if endpoints is not None and receiver is not None:
         endpoints["prefect"] = {"api_url": server.api_url, "ui_url": server.ui_url}
         endpoints["receiver"] = {"url": receiver.url}
         _write_endpoints(args.state_dir / "endpoints.json", endpoints)
@@ -238,12 +239,30 @@ def _sandbox(args: argparse.Namespace, webhook_url: str) -> Iterator[dict[str, A
 
 @contextmanager
 def _receiver(targets: list[str], server: LocalPrefectServer, host: str, port: int) -> Iterator[Any]:
+    """The receiver for the StackTarget blocks that exist; None (with the reason logged) when it cannot route or
+    verify anything yet: the server and the deployments keep running, so the blocks can be saved, then serve
+    restarted."""
     from blocks import StackTarget
-    from deployments.receiver import Receiver
+    from deployments.receiver import Receiver, ReceiverConfigError
 
-    loaded = {name: cast(StackTarget, StackTarget.load(name)) for name in targets}
+    loaded = {}
+    for name in targets:
+        try:
+            loaded[name] = cast(StackTarget, StackTarget.load(name))
+        except ValueError:  # Prefect's answer for a block that does not exist
+            logger.warning("no StackTarget block %r: the receiver routes nothing to it", name)
+    if not loaded:
+        logger.warning("no webhook receiver: none of the StackTarget blocks %s exists (README: Serving)", targets)
+        yield None
+        return
     auth = os.environ.get("PREFECT_API_AUTH_STRING")
-    with Receiver(loaded, api_url=server.api_url, auth_string=auth, host=host, port=port) as receiver:
+    try:
+        receiver = Receiver(loaded, api_url=server.api_url, auth_string=auth, host=host, port=port)
+    except ReceiverConfigError as error:
+        logger.warning("no webhook receiver: %s", error)
+        yield None
+        return
+    with receiver:
         yield receiver
 
 

@@ -4,6 +4,7 @@ the deployments ``serve`` registers (deployments/definitions.py) are the same on
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -57,8 +58,14 @@ def snapshot() -> dict[str, dict[str, Any]]:
                 "parameters": deployment.parameters,
                 "tags": sorted(deployment.tags),
                 "description": deployment.description,
+                # an interval's anchor defaults to the moment it is applied: the same schedule, a different anchor
                 "schedules": sorted(
-                    (s.schedule.model_dump_json(), s.active, repr(s.parameters), s.slug) for s in deployment.schedules
+                    (s.schedule.model_dump_json(exclude={"anchor_date"}), s.active, repr(s.parameters), s.slug)
+                    for s in deployment.schedules
+                ),
+                "concurrency": (
+                    deployment.global_concurrency_limit.limit if deployment.global_concurrency_limit else None,
+                    deployment.concurrency_options.collision_strategy if deployment.concurrency_options else None,
                 ),
                 "triggers": sorted((_trigger(a, deployment.id) for a in mine), key=lambda t: t["name"]),
             }
@@ -151,6 +158,14 @@ def test_prefect_deploy_all_creates_the_deployments_and_their_automations(deploy
 
     for name in ("first-deploy/first-staging", "first-deploy/first-production"):
         assert deployed[name]["triggers"] == [], "a first deployment is started by hand"
+    for name in ("deploy-to-staging/staging", "deploy-to-production/production"):
+        # the flow holds a slot of the environment's global limit instead (newest wins)
+        assert deployed[name]["concurrency"] == (None, None)
+    for entry in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]:
+        (full_name,) = [name for name in deployed if name.endswith(f"/{entry['name']}")]
+        intervals = [json.loads(s[0]).get("interval") for s in deployed[full_name]["schedules"]]
+        expected = [float(s["interval"]) if "interval" in s else None for s in entry.get("schedules") or []]
+        assert intervals == expected, full_name
 
 
 def test_the_triggers_send_a_tag_to_production_and_a_branch_to_staging(deployed: dict[str, dict[str, Any]]):
