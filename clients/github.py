@@ -1,14 +1,14 @@
 """The GitHub client: dispatch a workflow, find and follow its runs, read branches, tags and commits.
 
 Follows FACTS.md "GitHub REST API (Actions)". Every request goes through ``HttpService`` (timeouts, TLS, retries of
-idempotent requests, rate limits up to a cap, logging without secrets). Following a run uses conditional requests
-(``If-None-Match``; a 304 costs no rate limit).
+idempotent requests, rate limits up to a cap, logging without secrets). Following a run and polling branch heads and
+tags use conditional requests (``If-None-Match``; a 304 costs no rate limit).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,12 +17,15 @@ from pydantic import SecretStr
 
 from clients.errors import AmbiguousName, ApiError, BuildFailed, DeadlineExceeded, NotFound
 from clients.github_models import (
+    BranchHead,
     Commit,
+    PageMark,
     RunConclusion,
     RunJob,
     RunStatus,
     Step,
     Tag,
+    TagPages,
     Workflow,
     WorkflowRun,
 )
@@ -32,13 +35,16 @@ from clients.timestamps import format_time
 from clients.waiting import Deadline, Poll, poll_until
 
 __all__ = [
+    "BranchHead",
     "Commit",
     "GitHubClient",
+    "PageMark",
     "RunConclusion",
     "RunJob",
     "RunStatus",
     "Step",
     "Tag",
+    "TagPages",
     "Workflow",
     "WorkflowRun",
 ]
@@ -354,11 +360,9 @@ class GitHubClient(Closable):
         def completed() -> WorkflowRun | None:
             nonlocal etag
             current = last[0] if last else run
-            headers = {"If-None-Match": etag} if etag else None
-            response = self._http.request("GET", path, headers=headers, expected=(200, 304))
-            if response.status_code == 200:
+            response, etag = self._get_if_changed(path, etag)
+            if response is not None:
                 current = WorkflowRun.from_api(response.json(), run.repository)
-                etag = response.headers.get("etag") or etag
             if not last or (current.status, current.conclusion) != (last[0].status, last[0].conclusion):
                 poll.reset()
                 if on_status is not None:
@@ -414,6 +418,43 @@ class GitHubClient(Closable):
         data = self._http.get_json(f"/repos/{repo}/branches/{_ref_name(branch)}")
         return str(data["commit"]["sha"])
 
+    def branch_head_if_changed(self, repo: str, branch: str, etag: str | None = None) -> BranchHead:
+        """The branch's head, read with a conditional request: ``etag`` (from the last read) goes out as
+        ``If-None-Match``, and a 304 (unchanged; it costs no rate limit) gives a ``BranchHead`` without a sha."""
+        response, etag = self._get_if_changed(f"/repos/{repo}/branches/{_ref_name(branch)}", etag)
+        return BranchHead(str(response.json()["commit"]["sha"]) if response is not None else None, etag)
+
+    def tags_if_changed(self, repo: str, pages: Sequence[PageMark] = ()) -> TagPages:
+        """The repository's tags, read page by page (by page number) with conditional requests: a page whose
+        ``ETag`` is remembered in ``pages`` and that has not changed answers 304 (no items, no rate limit).
+
+        A page with fewer than a full page of items is the last; after a full last page the next (empty) page is
+        read too, so that a tag added after it is seen. GitHub does not promise an order of tags, so a new tag may
+        change any page: the tags returned are those of the pages that changed.
+        """
+        path = f"/repos/{repo}/tags"
+        found: list[Tag] = []
+        marks: list[PageMark] = []
+        changed = False
+        number = 1
+        while True:
+            old = pages[number - 1] if number <= len(pages) else None
+            response, etag = self._get_if_changed(
+                path, old.etag if old else None, params={"per_page": PER_PAGE, "page": number}
+            )
+            if response is None:
+                count = old.count if old else 0
+            else:
+                items = response.json()
+                found += [Tag(name=str(item["name"]), sha=str(item["commit"]["sha"])) for item in items]
+                count = len(items)
+                changed = True
+            marks.append(PageMark(etag, count))
+            if count < PER_PAGE:
+                break
+            number += 1
+        return TagPages(found, marks, changed or len(marks) != len(pages))
+
     def tags(self, repo: str) -> list[Tag]:
         """The repository's tags (newest first, as GitHub orders them)."""
         return [
@@ -426,6 +467,17 @@ class GitHubClient(Closable):
         return Commit.from_api(self._http.get_json(f"/repos/{repo}/commits/{sha}"))
 
     # ------------------------------------------------------------ helpers
+
+    def _get_if_changed(
+        self, path: str, etag: str | None, *, params: Mapping[str, Any] | None = None
+    ) -> tuple[httpx.Response | None, str | None]:
+        """A conditional GET (FACTS.md: a 304 costs no rate limit): ``etag`` goes out as ``If-None-Match``.
+        Returns None and the same ``etag`` when GitHub answers 304 Not Modified, else the response and its ETag."""
+        headers = {"If-None-Match": etag} if etag else None
+        response = self._http.request("GET", path, params=params, headers=headers, expected=(200, 304))
+        if response.status_code == 304:
+            return None, etag
+        return response, response.headers.get("etag")
 
     def _workflow_key(self, repo: str, workflow: str | int | Workflow) -> str:
         if isinstance(workflow, Workflow):

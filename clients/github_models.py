@@ -234,6 +234,37 @@ class Tag:
 
 
 @dataclass(frozen=True)
+class BranchHead:
+    """A branch's head as a conditional read found it: ``sha`` is None when GitHub answered 304 (unchanged since
+    the read whose ``ETag`` was sent); ``etag`` is what to send next time."""
+
+    sha: str | None
+    etag: str | None
+
+    @property
+    def changed(self) -> bool:
+        return self.sha is not None
+
+
+@dataclass(frozen=True)
+class PageMark:
+    """What a conditional read of one page of a list remembers: its ``ETag`` and how many items it held."""
+
+    etag: str | None
+    count: int
+
+
+@dataclass(frozen=True)
+class TagPages:
+    """The tags on the pages of a conditional tag listing that changed (none when every page answered 304), and the
+    pages' marks to send next time."""
+
+    tags: list[Tag]
+    pages: list[PageMark]
+    changed: bool
+
+
+@dataclass(frozen=True)
 class Commit:
     """A commit: its sha, its committer timestamp and its message."""
 

@@ -60,23 +60,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, server: LocalPrefectServer) -> int:
-    # the demo joins product and sandbox; product modules never import sandbox
+    # the demo joins product and sandbox through deployments.sandboxed; product modules never import sandbox
     from blocks import Mode
     from deployments.sandbox_target import save_sandbox_blocks
+    from deployments.sandboxed import orchestrate_sandbox
     from flows.staging import deploy_to_staging
     from flows.timeline import describe
     from flows.timing import render_table
-    from sandbox.runtime import FREE_PORTS, Sandbox
-    from sandbox.scenario import load_scenario
 
-    scenario = load_scenario("fragalysis")
-    # orchestrate mode: the flow dispatches and launches, so the repositories' own chaining is switched off
-    # (as TRIGGER_DOWNSTREAM / TRIGGER_AWX would be on the real repositories)
-    scenario.github.trigger_downstream = False
-    scenario.github.trigger_awx = False
-    with Sandbox(scenario, speed=args.speed, ports=FREE_PORTS) as sandbox:
-        sandbox.write_state(args.state_dir)
-        endpoints: dict[str, Any] = sandbox.endpoints(args.state_dir.resolve())
+    with orchestrate_sandbox(args.speed, args.state_dir) as (sandbox, endpoints):
         target = save_sandbox_blocks(endpoints, environment="staging", mode=Mode.ORCHESTRATE)
         print(
             f"Sandbox at speed {args.speed:g}: budgets are the real ones divided by {args.speed:g} "

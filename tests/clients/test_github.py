@@ -300,6 +300,67 @@ def test_branch_head_tags_and_commit(routes: Routes, github: GitHubClient) -> No
     assert (found.sha, found.message, found.timestamp) == (SHA, "Fix it", datetime(2026, 11, 26, 9, 58, tzinfo=UTC))
 
 
+def test_branch_head_if_changed_sends_the_etag_and_reads_304_as_unchanged(routes: Routes, github: GitHubClient) -> None:
+    path = f"/repos/{REPO}/branches/master"
+    routes.add(
+        "GET",
+        path,
+        reply(200, {"name": "master", "commit": {"sha": SHA}}, {"etag": 'W/"b1"'}),
+        reply(304, None, {"etag": 'W/"b1"'}),
+        reply(200, {"name": "master", "commit": {"sha": "b" * 40}}, {"etag": 'W/"b2"'}),
+    )
+    first = github.branch_head_if_changed(REPO, "refs/heads/master")
+    assert (first.sha, first.etag, first.changed) == (SHA, 'W/"b1"', True)
+    quiet = github.branch_head_if_changed(REPO, "master", first.etag)
+    assert (quiet.sha, quiet.etag, quiet.changed) == (None, 'W/"b1"', False)
+    moved = github.branch_head_if_changed(REPO, "master", quiet.etag)
+    assert (moved.sha, moved.etag) == ("b" * 40, 'W/"b2"')
+    sent = [request.headers.get("if-none-match") for request in routes.sent("GET", path)]
+    assert sent == [None, 'W/"b1"', 'W/"b1"']
+
+
+class TagServer:
+    """GitHub's tag listing by page number, with an ETag per page that honours ``If-None-Match``."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.served: list[tuple[int, int]] = []  # (page, status)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        per_page, page = int(request.url.params["per_page"]), int(request.url.params["page"])
+        items = [{"name": n, "commit": {"sha": "c" * 40}} for n in self.names[(page - 1) * per_page : page * per_page]]
+        etag = f'W/"{hash(tuple(item["name"] for item in items)) & 0xFFFFFFFF:x}"'
+        status = 304 if request.headers.get("if-none-match") == etag else 200
+        self.served.append((page, status))
+        return reply(status, items if status == 200 else None, {"etag": etag})
+
+
+def test_tags_if_changed_reads_every_page_conditionally(routes: Routes, github: GitHubClient) -> None:
+    server = TagServer([f"1.0.{n}" for n in range(150, 0, -1)])
+    routes.add("GET", f"/repos/{REPO}/tags", server)
+    first = github.tags_if_changed(REPO)
+    assert (first.changed, len(first.tags), [mark.count for mark in first.pages]) == (True, 150, [100, 50])
+    quiet = github.tags_if_changed(REPO, first.pages)
+    assert (quiet.changed, quiet.tags, quiet.pages) == (False, [], first.pages)
+    assert server.served[2:] == [(1, 304), (2, 304)]
+    server.names.insert(0, "1.0.151")  # GitHub promises no order: a new tag can shift every page
+    moved = github.tags_if_changed(REPO, quiet.pages)
+    assert moved.changed
+    assert "1.0.151" in {tag.name for tag in moved.tags}
+
+
+def test_tags_if_changed_sees_a_tag_after_a_full_last_page(routes: Routes, github: GitHubClient) -> None:
+    server = TagServer([f"1.0.{n}" for n in range(100, 0, -1)])
+    routes.add("GET", f"/repos/{REPO}/tags", server)
+    first = github.tags_if_changed(REPO)
+    assert [mark.count for mark in first.pages] == [100, 0]  # the empty page after a full one is remembered too
+    assert github.tags_if_changed(REPO, first.pages).changed is False
+    server.names.append("0.9.0")
+    added = github.tags_if_changed(REPO, first.pages)
+    assert (added.changed, [tag.name for tag in added.tags]) == (True, ["0.9.0"])
+    assert server.served[-2:] == [(1, 304), (2, 200)]
+
+
 def test_github_enterprise_base_path() -> None:
     routes = Routes().add("GET", f"/api/v3/repos/{REPO}/branches/master", reply(200, {"commit": {"sha": SHA}}))
     with GitHubClient(CANARY, api_url="https://ghe.example.org/api/v3", transport=routes.transport()) as github:
