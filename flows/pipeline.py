@@ -22,7 +22,7 @@ from prefect.runtime import flow_run
 from blocks import Mode, Source, StackTarget
 from clients.errors import ClientError, NotFound
 from clients.rollout_events import RolloutSnapshot
-from flows import approval, last_good
+from flows import approval, last_good, progress
 from flows.publish import publish
 from flows.report import DeploymentOutcome, DeploymentReport, DeploymentStopped, StageFailed
 from flows.results import ImageCheck, StageResult
@@ -241,6 +241,7 @@ def _deployment(target: StackTarget, report: DeploymentReport) -> Iterator[Servi
     """The clients of one deployment; the outcome recorded and published whatever happens (but not while the run
     is suspended for an approval: it runs again from the top when resumed)."""
     report.run_id = str(flow_run.id) if flow_run.id else None
+    progress.begin(report)
     suspended = False
     try:
         with Services(target) as services:
@@ -263,7 +264,7 @@ def _deployment(target: StackTarget, report: DeploymentReport) -> Iterator[Servi
         if not suspended:
             report.outcome = report.outcome or DeploymentOutcome.FAILED
             _add_lead_time(report, target)
-            publish(report, budgets=target.budgets, time_scale=target.time_scale)
+            publish(report, budgets=target.budgets, time_scale=target.time_scale, target=target)
 
 
 def _apply(
