@@ -39,6 +39,7 @@ from uuid import UUID
 from prefect.client.orchestration import get_client
 from prefect.events.actions import DoNothing, SendNotification
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+from prefect.exceptions import ObjectNotFound
 
 from blocks import StackTarget
 from flows.notify import OVERDUE_SUBJECT, overdue_body
@@ -151,7 +152,13 @@ def notification_block_document_id(target: StackTarget) -> UUID:
         raise ValueError(f"{target.environment} has no notification block")
     slug, _, name = target.notification_block.partition("/")
     with get_client(sync_client=True) as client:
-        return client.read_block_document_by_name(name=name, block_type_slug=slug, include_secrets=False).id
+        try:
+            return client.read_block_document_by_name(name=name, block_type_slug=slug, include_secrets=False).id
+        except ObjectNotFound:
+            raise ValueError(
+                f"{target.environment}'s notification block {target.notification_block} does not exist: save it "
+                "first (e.g. SlackWebhook(url=...).save(name))"
+            ) from None
 
 
 def overdue_events(automation_id: UUID) -> list[Any]:

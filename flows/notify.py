@@ -108,15 +108,19 @@ def load_notification_block(name: str) -> NotificationBlock:
 
 
 def secret_values(model: BaseModel) -> set[str]:
-    """The secret values in ``model`` and the blocks it holds (at least 6 characters: shorter ones would mask
-    ordinary words)."""
+    """The secret values in ``model`` and the blocks it holds: each one-line secret of at least 6 characters
+    (shorter ones would mask ordinary words), and in a secret document (a kubeconfig) each word of at least 20
+    characters that is not a URL (its tokens, keys and certificates)."""
     found: set[str] = set()
 
     def walk(value: Any) -> None:
         if isinstance(value, SecretStr):
-            secret = value.get_secret_value()
-            if len(secret) >= 6:
-                found.update({secret, *(line.strip() for line in secret.splitlines() if len(line.strip()) >= 6)})
+            secret = value.get_secret_value().strip()
+            if "\n" in secret:
+                words = (word.strip("\"'") for word in secret.split())
+                found.update(word for word in words if len(word) >= 20 and "://" not in word)
+            elif len(secret) >= 6:
+                found.add(secret)
         elif isinstance(value, BaseModel):
             for field in type(value).model_fields:
                 walk(getattr(value, field))

@@ -30,14 +30,14 @@ TOKEN = "ghp_canary_token_0123456789"
 
 
 def target(**changes: Any) -> StackTarget:
-    return StackTarget(
-        environment="staging",
-        github=GitHubAccount(token=SecretStr(TOKEN)),
-        awx=AwxServer(url="https://awx.example.org", token=SecretStr("awx-canary-token")),
-        cluster=KubernetesCluster(in_cluster=True),
-        registry=ImageRegistry(),
-        **changes,
-    )
+    fields: dict[str, Any] = {
+        "environment": "staging",
+        "github": GitHubAccount(token=SecretStr(TOKEN)),
+        "awx": AwxServer(url="https://awx.example.org", token=SecretStr("awx-canary-token")),
+        "cluster": KubernetesCluster(in_cluster=True),
+        "registry": ImageRegistry(),
+    }
+    return StackTarget(**{**fields, **changes})
 
 
 def facts(body: str) -> dict[str, str]:
@@ -117,8 +117,12 @@ def test_targets_opt_in_to_what_they_are_told_of():
 
 
 def test_secret_values_of_the_target_and_its_blocks_are_found():
-    secrets = secret_values(target())
-    assert {TOKEN, "awx-canary-token"} <= secrets
+    kubeconfig = (
+        "apiVersion: v1\nclusters:\n- cluster:\n    server: https://kubernetes.example.org:6443\n"
+        "users:\n- name: ci\n  user:\n    token: eyJhbGciOiJSUzI1NiIsImtpZCI6Ik1234\n"
+    )
+    secrets = secret_values(target(cluster=KubernetesCluster(kubeconfig=SecretStr(kubeconfig))))
+    assert secrets == {TOKEN, "awx-canary-token", "eyJhbGciOiJSUzI1NiIsImtpZCI6Ik1234"}
 
 
 def render(template: str, flow_run: Any, ui_url: str | None = "http://127.0.0.1:4200") -> str:
