@@ -4,9 +4,10 @@
 """
 
 from blocks.credentials import AwxServer, GitHubAccount, ImageRegistry, KubernetesCluster
-from blocks.target import PRODUCTION_TAG, Budgets, Mode, Source, SourceRepository, StackTarget
+from blocks.target import NOTIFIABLE, PRODUCTION_TAG, Budgets, Mode, Source, SourceRepository, StackTarget
 
 __all__ = [
+    "NOTIFIABLE",
     "PRODUCTION_TAG",
     "AwxServer",
     "Budgets",

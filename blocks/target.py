@@ -5,12 +5,18 @@ from __future__ import annotations
 from enum import StrEnum
 
 from prefect.blocks.core import Block
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from blocks.credentials import AwxServer, GitHubAccount, ImageRegistry, KubernetesCluster
 
 PRODUCTION_TAG = r"^[0-9]+\.[0-9]+\.[0-9]+$"
 """FACTS.md: a production-grade stack tag has three numbers separated by periods (matched whole)."""
+
+NOTIFIABLE = ("succeeded", "failed", "rolled-back", "rejected", "cancelled", "superseded", "overdue")
+"""What a target can be notified of: every deployment outcome (``fragalysis.deployment.<outcome>``), and
+``overdue`` (a deploy still running past its total budget, from the overdue automation)."""
+
+DEFAULT_NOTIFY_ON = ("failed", "rolled-back", "cancelled", "overdue")
 
 
 class Mode(StrEnum):
@@ -139,12 +145,45 @@ class StackTarget(Block):
         description="When the roll-out fails, roll back to the last good tag (empty: production, whose tags are "
         "immutable)",
     )
+    notification_block: str | None = Field(
+        default=None,
+        description="A Prefect notification block as '<block type slug>/<block name>' (e.g. 'slack-webhook/alerts', "
+        "'microsoft-teams-webhook/ops', 'custom-webhook/hook'): where this environment's deploys are announced; "
+        "empty: no notifications",
+    )
+    notify_on: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_NOTIFY_ON),
+        description="What is announced through the notification block: succeeded, failed, rolled-back, rejected, "
+        "cancelled, superseded, overdue",
+    )
     time_scale: float = Field(
         default=1.0,
         gt=0,
         description="Modelled seconds per real second: 1 for real services; a sandbox at speed N sets N, so that "
         "reports say what their figures mean in the modelled world",
     )
+
+    @field_validator("notification_block")
+    @classmethod
+    def _is_slug_and_name(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        slug, _, name = value.strip().partition("/")
+        if not slug or not name or "/" in name:
+            raise ValueError(f"a notification block is named '<block type slug>/<block name>', not {value!r}")
+        return f"{slug}/{name}"
+
+    @field_validator("notify_on")
+    @classmethod
+    def _are_notifiable(cls, value: list[str]) -> list[str]:
+        unknown = [item for item in value if item not in NOTIFIABLE]
+        if unknown:
+            raise ValueError(f"notify_on takes {', '.join(NOTIFIABLE)}; not {', '.join(unknown)}")
+        return list(dict.fromkeys(value))
+
+    def notifies(self, what: str) -> bool:
+        """Whether ``what`` (an outcome, or ``overdue``) is announced through the notification block."""
+        return self.notification_block is not None and what in self.notify_on
 
     @property
     def image(self) -> str:

@@ -21,7 +21,7 @@ from prefect.runtime import flow_run
 from blocks import Mode, Source, StackTarget
 from clients.errors import ClientError, NotFound
 from clients.rollout_events import RolloutSnapshot
-from flows import approval, environments, last_good, launches
+from flows import approval, environments, last_good, launches, progress
 from flows.publish import publish
 from flows.report import DeploymentOutcome, DeploymentReport, DeploymentStopped, StageFailed
 from flows.results import ImageCheck, StageResult
@@ -246,6 +246,7 @@ def _deployment(target: StackTarget, report: DeploymentReport, *, check: Callabl
     nothing remote); the outcome recorded and published whatever happens (but not while the run is suspended for
     an approval: it runs again from the top when resumed)."""
     report.run_id = str(flow_run.id) if flow_run.id else None
+    progress.begin(report)
     suspended = False
     try:
         check()
@@ -278,7 +279,7 @@ def _deployment(target: StackTarget, report: DeploymentReport, *, check: Callabl
         if not suspended:
             report.outcome = report.outcome or DeploymentOutcome.FAILED
             _add_lead_time(report, target)
-            publish(report, budgets=target.budgets, time_scale=target.time_scale)
+            publish(report, budgets=target.budgets, time_scale=target.time_scale, target=target)
             if report.outcome is not DeploymentOutcome.CANCELLED:
                 launches.forget(report.run_id)  # a cancelled run's hook still needs it to cancel its AWX job
 

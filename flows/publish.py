@@ -5,7 +5,8 @@ from __future__ import annotations
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 
-from blocks import Budgets
+from blocks import Budgets, StackTarget
+from flows import notify, progress
 from flows.report import DeploymentOutcome, DeploymentReport
 from flows.timing import render_markdown_table
 
@@ -16,9 +17,11 @@ def artifact_key(environment: str, kind: str) -> str:
     return f"{slug}-{kind}"
 
 
-def publish(report: DeploymentReport, *, budgets: Budgets, time_scale: float) -> None:
+def publish(
+    report: DeploymentReport, *, budgets: Budgets, time_scale: float, target: StackTarget | None = None
+) -> None:
     """Publish the timing table, the summary with its timeline and the ``fragalysis.deployment.*`` event, whatever
-    the outcome."""
+    the outcome; then announce it through the ``target``'s notification block when it opts in to that outcome."""
     outcome = (report.outcome or DeploymentOutcome.FAILED).value
     if report.outcome is not DeploymentOutcome.SUPERSEDED:  # it did nothing: the environment's tables stay
         _publish_artifacts(report, budgets=budgets, time_scale=time_scale)
@@ -30,6 +33,9 @@ def publish(report: DeploymentReport, *, budgets: Budgets, time_scale: float) ->
         },
         payload=report.payload(),
     )
+    if target is not None:
+        notify.notify_outcome(report, target)
+    progress.forget(report.run_id)
 
 
 def _publish_artifacts(report: DeploymentReport, *, budgets: Budgets, time_scale: float) -> None:

@@ -39,6 +39,7 @@ from clients.rollout_events import (
 from clients.rollout_state import PodState, RolloutState, pod_state
 from clients.waiting import Deadline, Poll, poll_until
 from flows import launches
+from flows.progress import mark as mark_stage
 from flows.report import StageFailed
 from flows.results import BuildResult, ImageCheck, JobResult, RolloutResult, Verification
 from flows.services import Services
@@ -78,6 +79,7 @@ def stage(
 @task(name="wait for source build", task_run_name="wait for {source} build", cache_policy=NO_CACHE)
 def wait_for_source_build(services: Services, source: Source, sha: str) -> BuildResult:
     """Find the source repository's build of ``sha`` and follow it to success."""
+    mark_stage("source build")
     budgets = services.target.budgets
     repo = services.target.sources[source]
     github = services.github
@@ -106,6 +108,7 @@ def build_stack(
 ) -> BuildResult:
     """Orchestrate: dispatch the stack's ``build main`` and follow it. Observe: find the run the repositories'
     own workflows started after the source build (or the push run of a stack commit, ``stack_sha``) and follow it."""
+    mark_stage("stack build")
     target = services.target
     budgets = target.budgets
     github = services.github
@@ -145,6 +148,7 @@ def build_stack(
 def wait_for_tag_build(services: Services, tag: str, sha: str) -> BuildResult:
     """Find the stack repository's build of a pushed tag (``build main`` on the tag's push, FACTS.md) and follow it
     to success; on a run resumed after an approval it is already done, so this is one cheap read."""
+    mark_stage("stack build")
     target = services.target
     budgets = target.budgets
     github = services.github
@@ -203,6 +207,7 @@ def read_stack_image(
     """Read the stack image ``tag`` (which ``stack_build`` pushed; None: an earlier build, for a rollback or a first
     deployment) from the registry, and compare its digest with what the pods run now (``snapshot``; None: no
     StatefulSet yet)."""
+    mark_stage("image")
     target = services.target
     logger = get_run_logger()
     name = "image"
@@ -251,6 +256,7 @@ def run_awx_job(
     tag. Observe: find the job of ``template`` that the stack build launched (created after ``since``). Then follow
     it to the end, streaming its output into the flow's logs. When ``stop`` is set (the roll-out failed), stop
     following; a job we launched is canceled so that it does not hold the template."""
+    mark_stage("AWX job", digest=image.digest)
     logger = get_run_logger()
     target = services.target
     budgets = target.budgets
@@ -480,6 +486,8 @@ def _follow_rollout(
     try:
         for event in follower:
             _log_event(logger, event)
+            if isinstance(event, PodEvent):  # the pods move: the roll-out (or rollback) has begun
+                mark_stage(stage_name, digest=image.digest)
             if isinstance(event, PodReady) and event.pod not in ready and event.revision != snapshot.update_revision:
                 ready.append(event.pod)
                 update_progress_artifact(
@@ -532,6 +540,7 @@ def pod_timings(report: RolloutReport, budget: float, outcome: Outcome) -> list[
 def verify_pods(services: Services, image: ImageCheck) -> Verification:
     """Every pod updated, ready, and running the image's digest (called with ``wait_for=`` the AWX job and the
     roll-out watch, which it follows)."""
+    mark_stage("verify")
     target = services.target
     digest = image.digest
     name = "verify"

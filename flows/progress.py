@@ -1,0 +1,107 @@
+"""Where a deployment is now, kept on its flow run as labels, so that what reads the run from outside (the overdue
+automation's notification template, the UI, the API) can tell the environment, the change, the digest and the stage.
+
+Labels (every value a string, "" when not known yet)::
+
+    fragalysis.environment  staging
+    fragalysis.change       frontend@1a2b3c4 | tag 1.0.3 | first deployment
+    fragalysis.sha          the commit (a tag's commit for production)
+    fragalysis.tag          the production tag, "" for a commit
+    fragalysis.digest       the image digest being deployed ("" before the image stage)
+    fragalysis.stage        the stage it is in: source build, stack build, image, AWX job, roll-out, rollback, ...
+
+The pipeline registers its report once (``begin``); each stage calls ``mark`` as it starts, and the labels are read
+from the report at that moment (the pipeline fills the sha and the digest in as it learns them). A label update that
+fails is logged and never fails the run: it only informs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from typing import Any
+from uuid import UUID
+
+from prefect import get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.exceptions import MissingContextError
+from prefect.runtime import flow_run
+
+from flows.report import DeploymentReport
+
+PREFIX = "fragalysis."
+FACTS = ("environment", "change", "sha", "tag", "digest", "stage")
+
+logger = logging.getLogger(__name__)
+
+_reports: weakref.WeakValueDictionary[str, DeploymentReport] = weakref.WeakValueDictionary()
+_sent: dict[str, dict[str, str]] = {}
+_lock = threading.Lock()
+
+
+def begin(report: DeploymentReport) -> None:
+    """Register the run's report (``report.run_id``) and label the run with what is known so far."""
+    if report.run_id is None:
+        return
+    _reports[report.run_id] = report
+    _update(report.run_id, "starting", {})
+
+
+def mark(stage: str, **facts: Any) -> None:
+    """The current run enters ``stage``: update its labels. ``facts`` override what the report says (e.g.
+    ``digest=`` the image a rollback deploys). Does nothing outside a flow run."""
+    run_id = flow_run.id
+    if run_id is not None:
+        _update(str(run_id), stage, facts)
+
+
+def stage_of(run_id: str | None) -> str | None:
+    """The stage the run was last marked in (by this process), None when never."""
+    sent = _sent.get(run_id or "")
+    return sent.get(f"{PREFIX}stage") if sent else None
+
+
+def forget(run_id: str | None) -> None:
+    """The run is over (its outcome published): drop what this process kept about it."""
+    with _lock:
+        _sent.pop(run_id or "", None)
+    _reports.pop(run_id or "", None)
+
+
+def labels_of(report: DeploymentReport | None, stage: str, facts: dict[str, Any]) -> dict[str, str]:
+    """The labels for a run in ``stage``: from the report (when there is one), then ``facts``."""
+    values: dict[str, Any] = {name: "" for name in FACTS}
+    if report is not None:
+        values.update(
+            environment=report.environment,
+            change=report.change,
+            sha=report.sha,
+            tag=report.tag,
+            digest=report.digest,
+        )
+    values.update(facts, stage=stage)
+    return {f"{PREFIX}{name}": "" if value is None else str(value) for name, value in values.items()}
+
+
+def _update(run_id: str, stage: str, facts: dict[str, Any]) -> None:
+    labels = labels_of(_reports.get(run_id), stage, facts)
+    # one update at a time, in the order the stages were marked (the AWX job and the roll-out run in threads)
+    with _lock:
+        if _sent.get(run_id) == labels:
+            return
+        try:
+            with get_client(sync_client=True) as client:
+                client.update_flow_run_labels(UUID(run_id), labels)  # type: ignore[arg-type]
+        except Exception as error:  # the labels only inform: never fail a deployment on them
+            run_logger().warning("Could not label flow run %s with stage %r: %s", run_id, stage, error)
+            return
+        _sent[run_id] = labels
+
+
+def run_logger() -> Any:
+    """The run's logger inside a flow or task run (its lines show in the UI), this module's outside."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logger
