@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _run(args, targets, server, stack)
             finally:
                 _ignore_signals()  # what is being stopped (last started, first stopped) is not interrupted again
-                logger.info("stopping the receiver, the served deployments, the sandbox and the server ...")
+                logger.info("stopping what serve started (receiver, served deployments, sandbox, server) ...")
     except Stopped as signalled:
         print(f"{signalled}: stopped.", flush=True)
         return 0
