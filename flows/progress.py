@@ -11,15 +11,20 @@ Labels (every value a string, "" when not known yet)::
     fragalysis.stage        the stage it is in: source build, stack build, image, AWX job, roll-out, rollback, ...
 
 The pipeline registers its report once (``begin``); each stage calls ``mark`` as it starts, and the labels are read
-from the report at that moment (the pipeline fills the sha and the digest in as it learns them). A label update that
-fails is logged and never fails the run: it only informs.
+from the report at that moment (the pipeline fills the sha and the digest in as it learns them). The updates are sent
+in order by one background thread, so that no stage waits for them (they are on the path to the roll-out); ``forget``
+(when the outcome is published) waits for the last one. A label update that fails is logged and never fails the run:
+it only informs.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import queue
 import threading
 import weakref
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -35,9 +40,25 @@ FACTS = ("environment", "change", "sha", "tag", "digest", "stage")
 
 logger = logging.getLogger(__name__)
 
+FLUSH_SECONDS = 10.0
+"""How long ``forget`` waits for the run's last label update."""
+
+
+@dataclass
+class _Update:
+    run_id: str
+    labels: dict[str, str]
+    logger: Any
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    """The caller's context: its Prefect settings (the API URL) are the ones to use."""
+    done: threading.Event = field(default_factory=threading.Event)
+
+
 _reports: weakref.WeakValueDictionary[str, DeploymentReport] = weakref.WeakValueDictionary()
-_sent: dict[str, dict[str, str]] = {}
+_marked: dict[str, _Update] = {}
+_updates: queue.SimpleQueue[_Update] = queue.SimpleQueue()
 _lock = threading.Lock()
+_sender: threading.Thread | None = None
 
 
 def begin(report: DeploymentReport) -> None:
@@ -58,15 +79,18 @@ def mark(stage: str, **facts: Any) -> None:
 
 def stage_of(run_id: str | None) -> str | None:
     """The stage the run was last marked in (by this process), None when never."""
-    sent = _sent.get(run_id or "")
-    return sent.get(f"{PREFIX}stage") if sent else None
+    marked = _marked.get(run_id or "")
+    return marked.labels.get(f"{PREFIX}stage") if marked else None
 
 
 def forget(run_id: str | None) -> None:
-    """The run is over (its outcome published): drop what this process kept about it."""
+    """The run is over (its outcome published): wait a little for its last label update to be sent, then drop
+    what this process kept about it."""
     with _lock:
-        _sent.pop(run_id or "", None)
+        marked = _marked.pop(run_id or "", None)
     _reports.pop(run_id or "", None)
+    if marked is not None and not marked.done.wait(FLUSH_SECONDS):
+        run_logger().warning("The flow run's last labels were not sent within %.0f s", FLUSH_SECONDS)
 
 
 def labels_of(report: DeploymentReport | None, stage: str, facts: dict[str, Any]) -> dict[str, str]:
@@ -86,17 +110,35 @@ def labels_of(report: DeploymentReport | None, stage: str, facts: dict[str, Any]
 
 def _update(run_id: str, stage: str, facts: dict[str, Any]) -> None:
     labels = labels_of(_reports.get(run_id), stage, facts)
-    # one update at a time, in the order the stages were marked (the AWX job and the roll-out run in threads)
+    global _sender
     with _lock:
-        if _sent.get(run_id) == labels:
+        marked = _marked.get(run_id)
+        if marked is not None and marked.labels == labels:
             return
+        update = _marked[run_id] = _Update(run_id, labels, run_logger())
+        if _sender is None or not _sender.is_alive():
+            _sender = threading.Thread(target=_send_updates, name="fragalysis-progress-labels", daemon=True)
+            _sender.start()
+    _updates.put(update)
+
+
+def _send_updates() -> None:
+    """Send the label updates in the order the stages were marked (the AWX job and the roll-out run in threads)."""
+    while True:
+        update = _updates.get()
         try:
-            with get_client(sync_client=True) as client:
-                client.update_flow_run_labels(UUID(run_id), labels)  # type: ignore[arg-type]
-        except Exception as error:  # the labels only inform: never fail a deployment on them
-            run_logger().warning("Could not label flow run %s with stage %r: %s", run_id, stage, error)
-            return
-        _sent[run_id] = labels
+            update.context.run(_send, update)
+        finally:
+            update.done.set()
+
+
+def _send(update: _Update) -> None:
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run_labels(UUID(update.run_id), update.labels)  # type: ignore[arg-type]
+    except Exception as error:  # the labels only inform: never fail a deployment on them
+        stage = update.labels.get(f"{PREFIX}stage")
+        update.logger.warning("Could not label flow run %s with stage %r: %s", update.run_id, stage, error)
 
 
 def run_logger() -> Any:

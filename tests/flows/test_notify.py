@@ -129,10 +129,12 @@ def render(template: str, flow_run: Any, ui_url: str | None = "http://127.0.0.1:
     """A template rendered as the Prefect server's actions service renders a notification's."""
     from prefect.server.events.jinja_filters import all_filters
     from prefect.server.utilities.user_templates import register_user_template_filters, render_user_template
-    from prefect.settings import PREFECT_UI_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
     register_user_template_filters(all_filters)
-    with temporary_settings({PREFECT_UI_URL: ui_url}):
+    # without a UI URL the server derives one from its API URL (the session's test server has one)
+    api_url = None if ui_url is None else f"{ui_url}/api"
+    with temporary_settings({PREFECT_UI_URL: ui_url, PREFECT_API_URL: api_url}):
         return asyncio.run(render_user_template(template, {"flow_run": flow_run}))
 
 
