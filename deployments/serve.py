@@ -117,6 +117,7 @@ def _run(args: argparse.Namespace, targets: list[str], server: LocalPrefectServe
     deployments = serving.wait_for_deployments()
     logger.info("served: %s", ", ".join(sorted(deployments)))
     _approval_timeouts(deployments)
+    _overdue_automations(deployments)
     receiver = stack.enter_context(_receiver(targets, server, args.receiver_host, receiver_port))
     if receiver is not None:
         print(f"Webhook receiver at {receiver.url}github (GitHub's payload URL), routing for {', '.join(targets)}.")
@@ -282,6 +283,31 @@ def _approval_timeouts(deployments: dict[str, Any]) -> None:
         logger.warning("no StackTarget block %r: the production deployment has no approval timeout", name)
         return
     ensure_timeout_automation(deployment_id, target.approval_timeout_seconds)
+
+
+def _overdue_automations(deployments: dict[str, Any]) -> None:
+    """Each deploying deployment's overdue automation, from its target's total budget (and notification block)."""
+    from blocks import StackTarget
+    from deployments.automations import ensure_overdue_automation
+    from deployments.definitions import definition
+
+    for name, full_name in (
+        ("staging", "deploy-to-staging/staging"),
+        ("production", "deploy-to-production/production"),
+    ):
+        deployment_id = deployments.get(full_name)
+        if deployment_id is None:
+            continue
+        block = definition(name).get("parameters", {}).get("target", name)
+        try:
+            target = cast(StackTarget, StackTarget.load(block))
+            ensure_overdue_automation(deployment_id, target)
+        except ValueError as error:
+            logger.warning("no overdue automation for %s: %s", full_name, error)
+            continue
+        logger.info(
+            "%s is overdue after %.0f s running (the %s block's total budget)", full_name, target.budgets.total, block
+        )
 
 
 def _write_endpoints(path: Path, endpoints: dict[str, Any]) -> None:

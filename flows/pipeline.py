@@ -247,7 +247,7 @@ def _deployment(target: StackTarget, report: DeploymentReport, *, check: Callabl
     an approval: it runs again from the top when resumed)."""
     report.run_id = str(flow_run.id) if flow_run.id else None
     progress.begin(report)
-    suspended = False
+    suspended = interrupted_run = False
     try:
         check()
         with environments.hold(target.environment, environments.Me.current()), Services(target) as services:
@@ -271,17 +271,25 @@ def _deployment(target: StackTarget, report: DeploymentReport, *, check: Callabl
     except Pause:
         suspended = True
         raise
-    except BaseException as interrupted:  # SIGTERM (TerminationSignal: a cancellation), Ctrl-C
-        report.outcome = DeploymentOutcome.CANCELLED
-        report.error = f"cancelled ({type(interrupted).__name__})"
+    except Exception:
+        raise  # an error nobody named: the run fails, published as such below
+    except BaseException as interrupted:  # SIGTERM (TerminationSignal), Ctrl-C
+        if _cancel_requested():
+            report.outcome = DeploymentOutcome.CANCELLED
+            report.error = "cancelled"
+        else:
+            report.outcome = DeploymentOutcome.FAILED
+            report.error = f"the run's process was stopped ({type(interrupted).__name__}); remote work goes on"
+        interrupted_run = True
         raise
     finally:
         if not suspended:
             report.outcome = report.outcome or DeploymentOutcome.FAILED
             _add_lead_time(report, target)
             publish(report, budgets=target.budgets, time_scale=target.time_scale, target=target)
-            if report.outcome is not DeploymentOutcome.CANCELLED:
-                launches.forget(report.run_id)  # a cancelled run's hook still needs it to cancel its AWX job
+            if not interrupted_run:
+                # a cancelled run's hook still needs it to cancel the AWX job, and a stopped one's resumption
+                launches.forget(report.run_id)
 
 
 def _apply(
@@ -457,6 +465,21 @@ def _client_errors(stage: str) -> Iterator[None]:
         raise StageFailed(stage, str(error)) from error
 
 
+def _cancel_requested() -> bool:
+    """Whether this run is being cancelled (the UI's Cancel, or the API: Prefect sets Cancelling, then SIGTERMs the
+    run's process), rather than its process stopping for another reason."""
+    from prefect.client.orchestration import get_client
+
+    if flow_run.id is None:
+        return False
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(flow_run.id).state
+    except Exception:  # no answer: treat it as a stop, which leaves remote work alone
+        return False
+    return state is not None and state.is_cancelling()
+
+
 def _add(report: DeploymentReport, result: R) -> R:
     """Add a stage's timing rows to the report's table, and hand the result on to the next stage."""
     for row in result.timings:
@@ -477,7 +500,10 @@ def _together(*futures: PrefectFuture[Any], stop: Stop) -> list[Any]:
         try:
             done, not_done = wait(pending, timeout=0.2)
         except BaseException:
-            stop.stop("the run was cancelled")
+            if _cancel_requested():
+                stop.stop("the run was cancelled")
+            else:  # the process is stopping (serve shut down, Ctrl-C): the remote work goes on
+                stop.stop("the run's process is stopping", cancel_remote=False)
             wait(pending, timeout=STOP_GRACE_SECONDS)
             raise
         for future in done:

@@ -43,7 +43,7 @@ from flows.progress import mark as mark_stage
 from flows.report import StageFailed
 from flows.results import BuildResult, ImageCheck, JobResult, RolloutResult, Verification
 from flows.services import Services
-from flows.stopping import why
+from flows.stopping import cancels_remote, why
 from flows.timing import Outcome, StageTiming
 
 
@@ -324,7 +324,9 @@ def run_awx_job(
         raise StageFailed("AWX job", reason, timings(Outcome.FAILED)) from error
     if stop.is_set() and not job.status.finished:
         reason = f"stopped following AWX job {job.id} ({job.ui_url}): {why(stop)}"
-        if mode is Mode.ORCHESTRATE:
+        if mode is Mode.ORCHESTRATE and not cancels_remote(stop):
+            reason += "; it goes on (the run's launch record names it)"
+        elif mode is Mode.ORCHESTRATE:
             canceled = _cancel_quietly(services, job)
             reason += "; canceled it" if canceled else "; it could not be canceled"
         logger.warning(reason)
