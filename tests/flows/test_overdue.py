@@ -190,6 +190,8 @@ def test_a_deploy_stuck_past_its_budget_is_announced_while_it_runs_and_approval_
 
             wait_for(stage, "the run to wait for its AWX job", deadline=120)
             windows.check()
+            # while it is served: stopping serve cancels its runs, and a cancelled deploy cancels its AWX job
+            assert [job["status"] for job in sb.call(sb.awx.jobs)] == ["pending"]
 
     (message,) = [json.loads(body) for _, body in received]
     assert message["subject"] == f"[fragalysis] staging deploy OVERDUE: frontend@{sha[:7]}"
@@ -205,4 +207,3 @@ def test_a_deploy_stuck_past_its_budget_is_announced_while_it_runs_and_approval_
     else:
         assert lines["digest"] == "not read yet"
     assert lines["run"] == f"{real_server.ui_url}/runs/flow-run/{run.id}"
-    assert [job["status"] for job in sb.call(sb.awx.jobs)] == ["pending"]
