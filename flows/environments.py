@@ -37,6 +37,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder, FlowRun, StateType
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
@@ -213,6 +214,7 @@ def _unfinished(environment: str, states: list[StateType] | None = None) -> list
             flow_run_filter=FlowRunFilter(
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states or WAITING))
             ),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,  # the newest first: it is the newest that matter
             limit=200,
         )
     names = _deploy_flow_names()

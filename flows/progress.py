@@ -40,7 +40,7 @@ FACTS = ("environment", "change", "sha", "tag", "digest", "stage")
 
 logger = logging.getLogger(__name__)
 
-FLUSH_SECONDS = 10.0
+FLUSH_SECONDS = 2.0
 """How long ``forget`` waits for the run's last label update."""
 
 
