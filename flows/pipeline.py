@@ -39,7 +39,7 @@ from flows.stages import (
     watch_rollout,
 )
 from flows.stopping import Stop
-from flows.tags import TagRefused, check_tag, is_older
+from flows.tags import TagRefused, check_tag, is_older, is_production_grade
 from flows.timing import APPROVAL, Outcome, StageTiming, format_seconds, lead_time_rows
 
 R = TypeVar("R", bound=StageResult)
@@ -133,7 +133,12 @@ def deploy_tag(
                 raise StageFailed("tag policy", f"tag {tag} does not exist on {repository}")
             running = _running_tag(services)
         report.sha = report.stack_sha = tagged.sha
-        if running and not allow_downgrade and _is_version(running, target) and is_older(tag, than=running):
+        if (
+            running
+            and not allow_downgrade
+            and is_production_grade(running, target.tag_pattern)
+            and is_older(tag, than=running)
+        ):
             raise StageFailed(
                 "tag policy",
                 f"tag {tag} is older than {running}, which {target.environment} runs now "
@@ -447,14 +452,6 @@ def _running_tag(services: Services, *, exists: bool = False) -> str | None:
         if name.endswith(target.stack_image) and "/" not in tag:
             return tag
     return "" if exists else None
-
-
-def _is_version(tag: str, target: StackTarget) -> bool:
-    try:
-        check_tag(tag, target.tag_pattern)
-    except TagRefused:
-        return False
-    return True
 
 
 @contextmanager

@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from blocks import StackTarget
 from clients.github import GitHubClient, PageMark
-from flows.tags import TagRefused, check_tag, version_key
+from flows.tags import is_production_grade, version_key
 
 __all__ = ["PollFailed", "PollSummary", "Seen", "poll_github", "seen_variable"]
 
@@ -234,7 +234,9 @@ def poll_tags(
     seen = Seen(target=name, tags=before)
     try:
         listing = github.tags_if_changed(repository, before.pages if before else ())
-        grade = sorted((tag.name for tag in listing.tags if is_production_grade(tag.name, target)), key=version_key)
+        grade = sorted(
+            (tag.name for tag in listing.tags if is_production_grade(tag.name, target.tag_pattern)), key=version_key
+        )
         if before is None:
             newest = grade[-1] if grade else None
             seen.tags = SeenTags(repository=repository, newest=newest, pages=listing.pages)
@@ -273,14 +275,6 @@ def poll_tags(
         logger.error("Polling the tags of %s failed: %s", repository, error)
         summary.errors.append(f"{name}: tags of {repository}: {error}")
     return seen
-
-
-def is_production_grade(tag: str, target: StackTarget) -> bool:
-    try:
-        check_tag(tag, target.tag_pattern)
-    except TagRefused:
-        return False
-    return True
 
 
 def start(change: Change, summary: PollSummary) -> None:

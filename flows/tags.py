@@ -45,6 +45,15 @@ def check_tag(tag: str, pattern: str = PRODUCTION_TAG) -> str:
     return tag
 
 
+def is_production_grade(tag: str, pattern: str = PRODUCTION_TAG) -> bool:
+    """Whether ``check_tag`` accepts ``tag``."""
+    try:
+        check_tag(tag, pattern)
+    except TagRefused:
+        return False
+    return True
+
+
 def version_key(tag: str) -> tuple[int, ...]:
     """The order of production-grade tags: ``1.10.0`` comes after ``1.9.3`` (numbers, not text)."""
     return tuple(int(part) for part in re.findall(r"[0-9]+", tag))
