@@ -8,7 +8,9 @@ The event vocabulary (README "Webhooks"; prefect.yaml's triggers and the poller 
   and ``fragalysis.environment`` (the environment a trigger should deploy to, or ``none``). A tag push is only ever
   routed to a production target and a branch push only to a non-production one, so a tag can never start a staging
   deploy. Every payload key is always present with one JSON type, because a trigger's templated parameter keeps the
-  value's type and a missing key makes no run (FACTS.md).
+  value's type and a missing key makes no run (FACTS.md). ``pushed_at`` (ISO 8601, the delivery's arrival) is what
+  the deploy triggers pass as ``requested_at``, which orders the deploys of an environment (``flows/environments.py``):
+  Prefect's automations may create the runs of deliveries a few milliseconds apart in another order.
 - ``fragalysis.github.workflow-run`` for a ``workflow_run`` delivery (requested, in_progress, completed).
 
 The event id is a uuid5 of ``X-GitHub-Delivery``: a redelivery posts the same id, which Prefect's triggers service
@@ -258,6 +260,7 @@ def _push(
                     "delivery": delivery,
                     "environment": route.environment,
                     "target": route.target,
+                    "pushed_at": occurred.isoformat(),
                 },
             }
         )

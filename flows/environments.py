@@ -103,12 +103,12 @@ def ensure_limit(environment: str) -> str:
 
 @dataclass(frozen=True)
 class Me:
-    """The run asking for the environment: its id and when it was created (which decides who is newer)."""
+    """The run asking for the environment: its id and when its change was requested (which decides who is newer)."""
 
     id: UUID
     change: str
     """What it carries, as ``describe`` says it."""
-    created: datetime
+    requested: datetime
 
     @classmethod
     def current(cls) -> Me:
@@ -117,7 +117,24 @@ class Me:
 
         with get_client(sync_client=True) as client:
             run = client.read_flow_run(UUID(str(flow_run.id)))
-        return cls(run.id, describe(run).rpartition(" (flow run ")[0], run.created or datetime.now(UTC))
+        return cls(run.id, describe(run).rpartition(" (flow run ")[0], requested(run))
+
+
+def requested(run: FlowRun) -> datetime:
+    """When a deploy's change was asked for: its ``requested_at`` parameter (the webhook triggers pass the push's
+    arrival, since Prefect's automations may create the runs of quick pushes in another order), else when the run was
+    created."""
+    value = (run.parameters or {}).get("requested_at")
+    if isinstance(value, datetime):
+        found: datetime | None = value
+    else:
+        try:
+            found = datetime.fromisoformat(str(value)) if value else None
+        except ValueError:
+            found = None
+    if found is not None and found.tzinfo is None:
+        found = found.replace(tzinfo=UTC)
+    return found or run.created or datetime.now(UTC)
 
 
 @contextmanager
@@ -152,26 +169,27 @@ def hold(environment: str, me: Me, *, poll_seconds: float = POLL_SECONDS) -> Ite
                 logged = True
             time.sleep(poll_seconds)
             continue
-        with stack:
-            newer = newest_newer(environment, me)  # it may have arrived while this one acquired the slot
-            if newer is not None:
-                raise Superseded(newer)
-            logger.info("Holding %s (limit %s)", environment, name)
-            yield
-            return
+        try:
+            with stack:
+                newer = newest_newer(environment, me)  # it may have arrived while this one acquired the slot
+                if newer is not None:
+                    raise Superseded(newer)
+                logger.info("Holding %s (limit %s)", environment, name)
+                yield
+        finally:
+            logger.info("Released %s (limit %s)", environment, name)
+        return
 
 
 def newest_newer(environment: str, me: Me) -> FlowRun | None:
-    """The newest deploy of ``environment`` created after ``me`` that has not ended, if any."""
-    newer = [run for run in _unfinished(environment) if (run.created or me.created) > me.created and run.id != me.id]
-    return max(newer, key=lambda run: run.created or me.created, default=None)
+    """The newest deploy of ``environment`` requested after ``me`` that has not ended, if any."""
+    newer = [run for run in _unfinished(environment) if requested(run) > me.requested and run.id != me.id]
+    return max(newer, key=requested, default=None)
 
 
 def _older_suspended(environment: str, me: Me) -> list[FlowRun]:
     return [
-        run
-        for run in _unfinished(environment, [StateType.PAUSED])
-        if run.id != me.id and run.created is not None and run.created < me.created
+        run for run in _unfinished(environment, [StateType.PAUSED]) if run.id != me.id and requested(run) < me.requested
     ]
 
 

@@ -9,6 +9,7 @@ From Python (a plain call pauses in this process for the approval; run it throug
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import cast
 
 from prefect import flow
@@ -40,6 +41,7 @@ def deploy_to_production(
     target: str = "production",
     mode: Mode | None = None,
     allow_downgrade: bool = False,
+    requested_at: datetime | None = None,
 ) -> DeploymentReport | State[None]:
     """Deploy a production-grade tag to production.
 
@@ -52,6 +54,8 @@ def deploy_to_production(
         target: the name of the production ``StackTarget`` block.
         mode: override the target's mode (``orchestrate`` or ``observe``).
         allow_downgrade: deploy a tag older than the one production runs now (a rollback by hand).
+        requested_at: when the tag was pushed (the webhook trigger passes it); of the deploys waiting for production
+            the newest request goes on. Empty: when this run was created.
     """
     stack_target = cast(StackTarget, StackTarget.load(target))
     try:

@@ -9,6 +9,7 @@ From Python::
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import cast
 
 from prefect import flow
@@ -40,6 +41,7 @@ def deploy_to_staging(
     sha: str | None = None,
     target: str = "staging",
     mode: Mode | None = None,
+    requested_at: datetime | None = None,
 ) -> DeploymentReport | State[None]:
     """Deploy a commit to staging. A newer deploy of the environment, come while this one waited for it, ends it
     Cancelled ("superseded by <run>") before it does anything.
@@ -50,6 +52,8 @@ def deploy_to_staging(
         target: the name of the ``StackTarget`` block to deploy to.
         mode: override the target's mode: ``orchestrate`` (dispatch and launch) or ``observe`` (follow what the
             repositories' own workflows do).
+        requested_at: when the change was pushed (the webhook triggers pass it); of the deploys waiting for the
+            environment the newest request goes on. Empty: when this run was created.
     """
     stack_target = cast(StackTarget, StackTarget.load(target))
     try:

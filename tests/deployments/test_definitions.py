@@ -146,7 +146,11 @@ def test_prefect_deploy_all_creates_the_deployments_and_their_automations(deploy
     # the labels route: a branch push the receiver gave to staging, never a tag
     assert push["match"] == {"github.ref-kind": "branch", "fragalysis.environment": "staging"}
     # one expression per parameter: rendered with its JSON type (FACTS.md)
-    assert push["parameters"] == {"source": "{{ event.payload.source }}", "sha": "{{ event.payload.sha }}"}
+    assert push["parameters"] == {
+        "source": "{{ event.payload.source }}",
+        "sha": "{{ event.payload.sha }}",
+        "requested_at": "{{ event.payload.pushed_at }}",
+    }
 
     production = deployed["deploy-to-production/production"]
     assert production["entrypoint"] == "flows/production.py:deploy_to_production"
@@ -154,7 +158,7 @@ def test_prefect_deploy_all_creates_the_deployments_and_their_automations(deploy
     (tag,) = production["triggers"]
     assert tag["expect"] == [PUSH]
     assert tag["match"] == {"github.ref-kind": "tag", "fragalysis.environment": "production"}
-    assert tag["parameters"] == {"tag": "{{ event.payload.tag }}"}
+    assert tag["parameters"] == {"tag": "{{ event.payload.tag }}", "requested_at": "{{ event.payload.pushed_at }}"}
 
     for name in ("first-deploy/first-staging", "first-deploy/first-production"):
         assert deployed[name]["triggers"] == [], "a first deployment is started by hand"
@@ -179,10 +183,12 @@ def test_the_triggers_send_a_tag_to_production_and_a_branch_to_staging(deployed:
     api = str(PREFECT_API_URL.value())
     assert httpx.post(f"{api}/events", json=[tag_push], timeout=10).status_code == 204
     (production,) = wait_for(lambda: runs_of("deploy-to-production", "production"), "a production run", 60)
-    assert production.parameters == {"target": "production", "tag": "1.0.3"}
+    pushed = tag_push["payload"]["pushed_at"]
+    assert production.parameters == {"target": "production", "tag": "1.0.3", "requested_at": pushed}
     assert httpx.post(f"{api}/events", json=[branch_push], timeout=10).status_code == 204
     (staging,) = wait_for(lambda: runs_of("deploy-to-staging", "staging"), "a staging run", 60)
-    assert staging.parameters == {"target": "staging", "source": "frontend", "sha": sha}
+    pushed = branch_push["payload"]["pushed_at"]
+    assert staging.parameters == {"target": "staging", "source": "frontend", "sha": sha, "requested_at": pushed}
     assert len(runs_of("deploy-to-production", "production")) == 1
 
 
@@ -190,9 +196,10 @@ def push_event(kind: str, environment: str, *, repository: str, name: str, sha: 
     """A ``fragalysis.github.push`` event in the receiver's vocabulary (docs: issue 9's agreed interface)."""
     ref = f"refs/tags/{name}" if kind == "tag" else f"refs/heads/{name}"
     source = "stack" if repository.endswith("stack") else "frontend"
+    now = datetime.now(UTC).isoformat()
     return {
         "id": str(uuid.uuid4()),
-        "occurred": datetime.now(UTC).isoformat(),
+        "occurred": now,
         "event": PUSH,
         "resource": {
             "prefect.resource.id": f"github.repository.{repository}",
@@ -216,6 +223,7 @@ def push_event(kind: str, environment: str, *, repository: str, name: str, sha: 
             "delivery": str(uuid.uuid4()),
             "environment": environment,
             "target": environment,
+            "pushed_at": now,
         },
         "related": [],
     }

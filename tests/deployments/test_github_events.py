@@ -219,6 +219,7 @@ def test_a_push_event_has_every_key_with_its_json_type():
         "delivery": "d-42",
         "environment": "staging",
         "target": "staging-block",
+        "pushed_at": "2025-03-04T05:06:07+00:00",
     }
     assert event["occurred"] == "2025-03-04T05:06:07+00:00"
     assert event["related"] == []

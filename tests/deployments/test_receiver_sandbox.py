@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -138,7 +139,9 @@ def test_sandbox_webhooks_become_prefect_events(
         "delivery": guids[0],
         "environment": "staging",
         "target": "staging-e2e",
+        "pushed_at": staging.payload["pushed_at"],
     }
+    assert datetime.fromisoformat(staging.payload["pushed_at"]) == staging.occurred
     assert len(staging.payload["before"]) == 40
     assert staging.payload["before"] != frontend
     assert staging.payload["pusher"]

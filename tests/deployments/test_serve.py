@@ -1,6 +1,7 @@
 """``fragalysis-cd serve --sandbox --state-dir DIR`` as a user runs it: two pushes with ``python -m sandbox push`` and
-nothing else end in a Completed staging run and a production run waiting for approval; SIGTERM stops everything it
-started (no process left, every port free)."""
+nothing else end in a Completed staging run and a production run waiting for approval; five quick commits, as
+webhooks, make two deploys (the first and the newest) and three superseded; SIGTERM stops everything it started (no
+process left, every port free)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,15 +162,26 @@ def test_serve_sandbox_pushes_deploy_and_sigterm_stops_everything(serve: Served)
     sha = push(serve.state, "xchem/fragalysis-frontend", "staging")
     staging = serve.wait_for(lambda: state_of(api, "deploy-to-staging/staging", *FINAL), "the staging run", 240)
     assert staging["state"]["name"] == "Completed", staging["state"]
-    assert staging["parameters"] == {"target": "staging", "source": "frontend", "sha": sha}
+    assert staging["parameters"] == {
+        "target": "staging",
+        "source": "frontend",
+        "sha": sha,
+        "requested_at": staging["parameters"]["requested_at"],
+    }
+
+    five_quick_commits(serve, api, endpoints)
 
     push(serve.state, "xchem/fragalysis-stack", "refs/tags/1.0.3")
     production = serve.wait_for(
         lambda: state_of(api, "deploy-to-production/production", "Suspended", *FINAL), "the production run", 240
     )
     assert production["state"]["name"] == "Suspended", "it waits for an approval"
-    assert production["parameters"] == {"target": "production", "tag": "1.0.3"}
-    assert len(runs(api, "deploy-to-staging/staging")) == 1, "the tag started no staging deploy"
+    assert production["parameters"] == {
+        "target": "production",
+        "tag": "1.0.3",
+        "requested_at": production["parameters"]["requested_at"],
+    }
+    assert len(runs(api, "deploy-to-staging/staging")) == 6, "the tag started no staging deploy"
 
     started = descendants(serve.process.pid)
     assert len(started) >= 2, "the Prefect server and the serving process at least"
@@ -180,3 +193,67 @@ def test_serve_sandbox_pushes_deploy_and_sigterm_stops_everything(serve: Served)
     assert not left, f"processes left behind: {left}"
     busy = [url for url in urls if not port_is_free(url)]
     assert not busy, f"ports still taken: {busy}"
+
+
+def quick_push(endpoints: dict[str, Any], message: str) -> str:
+    """A frontend staging commit through the sandbox's control endpoint (what ``python -m sandbox push`` calls), fast
+    enough for five in a row."""
+    body = {"repository": "xchem/fragalysis-frontend", "ref": "staging", "sha": None, "message": message}
+    response = httpx.post(f"{endpoints['github']['url']}/_sandbox/push", json=body, timeout=10)
+    return str(response.raise_for_status().json()["sha"])
+
+
+def task_runs(api: str, flow_run_id: str) -> list[dict[str, Any]]:
+    with httpx.Client(base_url=api, timeout=10) as client:
+        body = {"flow_runs": {"id": {"any_": [flow_run_id]}}}
+        return list(client.post("/task_runs/filter", json=body).raise_for_status().json())
+
+
+def awx_jobs(endpoints: dict[str, Any]) -> list[dict[str, Any]]:
+    awx = endpoints["awx"]
+    headers = {"Authorization": f"Bearer {awx['token']}"}
+    url = f"{awx['url']}{awx['api_path']}jobs/"
+    return list(httpx.get(url, headers=headers, timeout=10).raise_for_status().json()["results"])
+
+
+def five_quick_commits(serve: Served, api: str, endpoints: dict[str, Any]) -> None:
+    """Five quick staging commits, as webhooks: two deploys (the first, already running, and the newest commit) and
+    three Cancelled "superseded" having done nothing. The automations may create the runs of deliveries a few ms apart
+    in another order than the pushes: the newest is the newest push (``requested_at``), whatever the creation order."""
+    jobs_before = len(awx_jobs(endpoints))
+    known = {run["id"] for run in runs(api, "deploy-to-staging/staging")}
+
+    def new_runs(count: int) -> list[dict[str, Any]] | None:
+        time.sleep(0.2)
+        found = [run for run in runs(api, "deploy-to-staging/staging") if run["id"] not in known]
+        return sorted(found, key=lambda run: run["parameters"]["requested_at"]) if len(found) >= count else None
+
+    shas = [quick_push(endpoints, "change 1")]
+    (first,) = serve.wait_for(lambda: new_runs(1), "the first commit's run", 120)
+
+    def building() -> bool:
+        time.sleep(0.2)
+        return any(task["name"].startswith("build stack") for task in task_runs(api, first["id"]))
+
+    serve.wait_for(building, "the first deploy to hold staging (its stack build)", 120)
+    shas += [quick_push(endpoints, f"change {n}") for n in range(2, 6)]
+    ordered = serve.wait_for(lambda: new_runs(5), "a run for each commit", 120)
+    assert [run["parameters"]["sha"] for run in ordered] == shas, "one run per commit, requested in push order"
+
+    def ended() -> list[dict[str, Any]] | None:
+        found = new_runs(5)
+        return found if found and all(run["state"]["name"] in FINAL for run in found) else None
+
+    final = serve.wait_for(ended, "the five runs to end", 300)
+    states = [run["state"] for run in final]
+    assert states[0]["name"] == "Completed", states[0]
+    assert states[4]["name"] == "Completed", f"the newest commit is deployed: {states[4]}"
+    for index in (1, 2, 3):
+        assert states[index]["name"] == "Cancelled", states[index]
+        later = {
+            f"superseded by frontend@{final[n]['parameters']['sha'][:7]} (flow run {final[n]['id']})"
+            for n in range(index + 1, 5)
+        }
+        assert states[index]["message"] in later, states[index]["message"]
+        assert task_runs(api, final[index]["id"]) == [], "a superseded deploy does nothing"
+    assert len(awx_jobs(endpoints)) == jobs_before + 2, "two launches"
