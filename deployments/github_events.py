@@ -31,9 +31,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from blocks import StackTarget
+from flows.events import GITHUB_PUSH, GITHUB_WORKFLOW_RUN
 
-PUSH_EVENT = "fragalysis.github.push"
-WORKFLOW_RUN_EVENT = "fragalysis.github.workflow-run"
+PUSH_EVENT = GITHUB_PUSH
+WORKFLOW_RUN_EVENT = GITHUB_WORKFLOW_RUN
 NONE = "none"
 """The label value (and ``source``/``environment`` payload value) for "routes nowhere" / "not a configured source"."""
 

@@ -6,13 +6,16 @@ Reads are conditional (``If-None-Match`` with the ETag of the last read): a 304 
 quiet poll is all 304s. What was seen (shas, the newest production-grade tag, the ETags) is kept between runs in one
 Prefect Variable per environment, ``fragalysis-seen-<environment>``. The first poll of a target records a baseline
 and starts nothing, so that installing the poller redeploys nothing. A change that a webhook (or an earlier poll)
-already started is not started again: the deployment's recent runs are searched for the same parameters first, and
-each run the poller starts carries an idempotency key derived from the change.
+already started is not started again: the deployment's recent runs are searched for the same parameters first, a
+change whose webhook arrived in the last ``WEBHOOK_GRACE`` is left to the webhook's trigger (whose run may not exist
+yet: the automation acts a moment after the event), and each run the poller starts carries an idempotency key
+derived from the change.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from prefect import flow, get_run_logger
@@ -28,6 +31,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from blocks import StackTarget
 from clients.github import GitHubClient, PageMark
+from flows.events import GITHUB_PUSH
 from flows.tags import is_production_grade, version_key
 
 __all__ = ["PollFailed", "PollSummary", "Seen", "poll_github", "seen_variable"]
@@ -36,6 +40,9 @@ STAGING_DEPLOYMENT = "deploy-to-staging/staging"
 PRODUCTION_DEPLOYMENT = "deploy-to-production/production"
 RECENT_RUNS = 200
 """How many of a deployment's newest runs are searched for one that already deploys a change."""
+WEBHOOK_GRACE = timedelta(minutes=5)
+"""A change whose push event arrived this recently belongs to the webhook's trigger, even before its run exists; an
+older push event with no run means the trigger did not act (disabled, or its run deleted), and the poller starts one."""
 
 
 class PollFailed(Exception):
@@ -287,6 +294,14 @@ def start(change: Change, summary: PollSummary) -> None:
         except ObjectNotFound:
             raise PollFailed(f"no deployment {change.deployment!r} to start for {change.what}") from None
         existing = find_run(client, deployment.id, change.parameters)
+        delivered = None if existing is not None else recent_push_event(client, change.parameters)
+    if delivered is not None:
+        logger.info(
+            "Not starting %s for %s: its webhook arrived at %s (event %s), and that event's trigger starts the run",
+            change.deployment, change.what, delivered.occurred.isoformat(), delivered.id,
+        )  # fmt: skip
+        summary.already_started.append(f"{change.deployment} {change.what}: webhook event {delivered.id}")
+        return
     if existing is not None:
         logger.info(
             "Not starting %s for %s: run %r (%s) already deploys it", change.deployment, change.what, existing.name,
@@ -322,6 +337,22 @@ def find_run(client: SyncPrefectClient, deployment_id: Any, parameters: dict[str
         limit=RECENT_RUNS,
     )
     return next((run for run in runs if same_change(run.parameters, parameters)), None)
+
+
+def recent_push_event(client: SyncPrefectClient, parameters: dict[str, str]) -> Any:
+    """The newest push event (as the webhook receiver posts it) of the last ``WEBHOOK_GRACE`` that carries the same
+    change, or None. Its payload names the change as a run's parameters do (``source``, ``sha``, ``tag``,
+    ``target``)."""
+    from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
+
+    since = EventOccurredFilter.model_validate({"since": datetime.now(UTC) - WEBHOOK_GRACE})
+    filter = EventFilter(event=EventNameFilter(name=[GITHUB_PUSH]), occurred=since)
+    page = client.read_events(filter, limit=50)  # the server's largest page
+    while True:
+        found = next((event for event in page.events if same_change(dict(event.payload), parameters)), None)
+        if found is not None or page.next_page is None:
+            return found
+        page = client.read_events_page(str(page.next_page))
 
 
 def same_change(existing: dict[str, Any], wanted: dict[str, str]) -> bool:

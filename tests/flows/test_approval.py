@@ -79,12 +79,12 @@ def test_a_served_run_is_suspended_for_approval_holds_nothing_and_a_newer_tag_su
 
 
 @pytest.fixture
-def real_prefect_server(tmp_path: Path) -> Iterator[str]:
+def real_prefect_server(tmp_path: Path, prefect_home: Callable[[Path], Path]) -> Iterator[str]:
     """A real ``prefect server start`` (the test harness runs no proactive triggers service), its API URL."""
     from deployments.prefect_server import LocalPrefectServer
     from tests.conftest import free_port
 
-    server = LocalPrefectServer(tmp_path / "prefect-home", port=free_port())
+    server = LocalPrefectServer(prefect_home(tmp_path / "prefect-home"), port=free_port())
     server.start()
     try:
         yield server.environment()["PREFECT_API_URL"]

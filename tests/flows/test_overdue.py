@@ -35,8 +35,8 @@ STAGES = {"starting", "source build", "stack build", "image", "AWX job"}
 
 
 @pytest.fixture
-def real_server(tmp_path: Path) -> Iterator[LocalPrefectServer]:
-    server = LocalPrefectServer(tmp_path / "prefect-home", port=free_port())
+def real_server(tmp_path: Path, prefect_home: Callable[[Path], Path]) -> Iterator[LocalPrefectServer]:
+    server = LocalPrefectServer(prefect_home(tmp_path / "prefect-home"), port=free_port())
     server.start()
     try:
         yield server

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
+import httpx
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
@@ -20,10 +22,11 @@ from prefect.variables import Variable
 
 from blocks import StackTarget
 from deployments.sandbox_target import sandbox_target
-from flows.poller import PollFailed, PollSummary, poll_github, seen_variable
+from flows.poller import WEBHOOK_GRACE, PollFailed, PollSummary, poll_github, seen_variable
 from flows.production import deploy_to_production
 from flows.staging import deploy_to_staging
 from sandbox.runtime import FREE_PORTS, Sandbox
+from tests.conftest import wait_for
 from tests.flows.conftest import scenario
 
 FRONTEND = "xchem/fragalysis-frontend"
@@ -148,6 +151,54 @@ def test_a_head_that_a_webhook_already_started_is_not_started_again(
     (already,) = summary.already_started
     assert str(webhook_run.id) in already
     assert [run.id for run in runs_of(deployment)] == [webhook_run.id]
+
+
+def push_event(target: StackTarget, sha: str, occurred: datetime) -> str:
+    """A push event of a backend staging commit as the webhook receiver posts it (no run yet: the trigger has not
+    acted); its id, once the server has stored it."""
+    from prefect.settings import PREFECT_API_URL
+
+    event_id = str(uuid4())
+    payload = {"source": "backend", "sha": sha, "tag": "", "target": name_of(target), "environment": target.environment}
+    event = {
+        "id": event_id,
+        "occurred": occurred.isoformat(),
+        "event": "fragalysis.github.push",
+        "resource": {"prefect.resource.id": f"github.repository.{BACKEND}", "github.ref-kind": "branch"},
+        "payload": payload,
+    }
+    api = str(PREFECT_API_URL.value())
+    httpx.post(f"{api}/events", json=[event], timeout=10).raise_for_status()
+
+    def stored() -> bool:
+        body = {"filter": {"id": {"id": [event_id]}, "occurred": {"since": occurred.isoformat()}}}
+        return bool(httpx.post(f"{api}/events/filter", json=body, timeout=10).json()["events"])
+
+    wait_for(stored, "the push event to be stored", 30)
+    return event_id
+
+
+def test_a_head_whose_webhook_just_arrived_is_left_to_its_trigger(
+    sandbox: Sandbox, targets: dict[str, StackTarget]
+) -> None:
+    """The webhook's event is in, its trigger has not created the run yet: the poll starts nothing (no second run
+    for one push). A push event older than the grace with still no run: the trigger did not act, the poll starts it."""
+    target = fresh(targets, "staging")
+    deployment = a_deployment(deploy_to_staging, target)
+    poll(target, staging_deployment=deployment)
+
+    sha = sandbox.push(BACKEND, "staging")
+    event_id = push_event(target, sha, datetime.now(UTC))
+    summary = poll(target, staging_deployment=deployment)
+    assert summary.started == []
+    (already,) = summary.already_started
+    assert event_id in already
+    assert runs_of(deployment) == []
+
+    late = sandbox.push(BACKEND, "staging")
+    push_event(target, late, datetime.now(UTC) - WEBHOOK_GRACE - timedelta(minutes=1))
+    summary = poll(target, staging_deployment=deployment)
+    assert [started.parameters["sha"] for started in summary.started] == [late]
 
 
 def test_a_start_that_fails_is_tried_again_by_the_next_poll(sandbox: Sandbox, targets: dict[str, StackTarget]) -> None:
