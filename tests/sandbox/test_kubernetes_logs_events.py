@@ -55,15 +55,19 @@ def _waiting(status: dict[str, Any]) -> str:
 def _settled(
     sandbox: Sandbox, ns: str, pod: str, look: Callable[[], Any], when: Callable[[dict[str, Any]], bool]
 ) -> tuple[dict[str, Any], Any]:
-    """``look()`` while the container's status satisfies ``when`` and stays the same before and after it (the
-    crash loop moves on in milliseconds at this speed): the status it answered for, and its answer."""
+    """``look()`` while the container's status satisfies ``when`` and the pod is not written to meanwhile (same
+    resourceVersion before and after: the crash loop moves on in milliseconds at this speed, and comes back to
+    the same status): the status it answered for, and its answer."""
+
+    def version() -> str:
+        return str(((sandbox.call(sandbox.kubernetes.pod, ns, pod) or {}).get("metadata") or {}).get("resourceVersion"))
 
     def attempt() -> tuple[dict[str, Any], Any] | None:
-        before = _container(sandbox, ns, pod)
-        if not when(before):
+        before, status = version(), _container(sandbox, ns, pod)
+        if not when(status) or version() != before:
             return None
         answer = look()
-        return (before, answer) if _container(sandbox, ns, pod) == before else None
+        return (status, answer) if version() == before else None
 
     return wait_for(attempt, "a status that held still while it was read")  # type: ignore[no-any-return]
 
