@@ -270,6 +270,9 @@ class CrashLoopFault(_Model):
     """Only pods whose container runs this image reference crash (``xchem/fragalysis-stack:1.0.4``; compared
     after Docker's defaults, so ``docker.io/xchem/fragalysis-stack:1.0.4`` is the same): a bad release
     crash-loops while a rollback to another tag comes up. None: any image."""
+    error: str | None = None
+    """The last line the crashing container writes to its log before it exits (the error ending its Python
+    traceback, e.g. ``ModuleNotFoundError: No module named 'viewer.squonk2'``). None: a default that says why."""
 
 
 class Faults(_Model):

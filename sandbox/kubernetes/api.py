@@ -22,6 +22,7 @@ from sandbox.emulator import Runtime
 from sandbox.kubernetes import errors, objects, resources
 from sandbox.kubernetes.errors import ApiError
 from sandbox.kubernetes.kubelet import Kubelet
+from sandbox.kubernetes.logs import LogStore, log_options, log_response
 from sandbox.kubernetes.patch import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, apply_patch
 from sandbox.kubernetes.resources import Resource
 from sandbox.kubernetes.selectors import field_selector, label_selector
@@ -51,6 +52,7 @@ class ApiHost(Protocol):
     runtime: Runtime
     store: Store
     kubelet: Kubelet
+    logs: LogStore
 
 
 class Api:
@@ -176,6 +178,11 @@ class Api:
             return self._watch(request, target)
         if target.subresource == "scale":
             return await self._scale(request, target)
+        if target.subresource == "log":
+            if method != "GET":
+                raise errors.method_not_allowed()
+            pod = self._get(target)
+            return log_response(pod, log_options(request, pod, self.emulator.runtime.clock.now()), self.emulator.logs)
         if method == "GET":
             obj = self._get(target)
             return self._answer(request, target, obj)

@@ -26,6 +26,7 @@ import logging
 from typing import Any
 
 from sandbox.kubernetes import objects
+from sandbox.kubernetes.events import NORMAL, STATEFULSET_CONTROLLER, EventRecorder
 from sandbox.kubernetes.kubelet import Kubelet
 from sandbox.kubernetes.objects import REVISION_LABEL, Obj, is_running_and_ready, is_terminating
 from sandbox.kubernetes.store import Change, Store
@@ -36,9 +37,10 @@ log = logging.getLogger(__name__)
 class StatefulSetController:
     """Reconciles every StatefulSet whenever a StatefulSet or a Pod changes."""
 
-    def __init__(self, store: Store, kubelet: Kubelet) -> None:
+    def __init__(self, store: Store, kubelet: Kubelet, recorder: EventRecorder) -> None:
         self.store = store
         self.kubelet = kubelet
+        self.recorder = recorder
         self._wake = asyncio.Event()
         store.on_change(self._on_change)
 
@@ -140,7 +142,7 @@ class StatefulSetController:
                 if monotonic:
                     return
                 continue
-            self.kubelet.terminate(pod)
+            self._delete(sts, pod)
             if monotonic:
                 return
         if not rolling:
@@ -150,7 +152,7 @@ class StatefulSetController:
             if pod is None:
                 return
             if _revision(pod) != update_revision and not is_terminating(pod):
-                self.kubelet.terminate(pod)
+                self._delete(sts, pod)
                 return
             if is_terminating(pod) or not is_running_and_ready(pod):
                 return
@@ -159,8 +161,18 @@ class StatefulSetController:
         template = self._revision_template(sts, revision)
         pod = objects.new_pod(sts, ordinal, revision, template)
         stored = self.store.create("pods", pod)
+        self._pod_event(sts, "create", stored)
         # the crash-loop fault's only_new_revision: pods of a revision other than the one running before
         self.kubelet.start(stored, crash_candidate=revision != current_revision, owner=sts["metadata"]["name"])
+
+    def _delete(self, sts: Obj, pod: Obj) -> None:
+        self.kubelet.terminate(pod)
+        self._pod_event(sts, "delete", pod)
+
+    def _pod_event(self, sts: Obj, verb: str, pod: Obj) -> None:
+        """SuccessfulCreate / SuccessfulDelete on the StatefulSet, worded as its controller words them."""
+        message = f"{verb} Pod {pod['metadata']['name']} in StatefulSet {sts['metadata']['name']} successful"
+        self.recorder.record(STATEFULSET_CONTROLLER, sts, NORMAL, f"Successful{verb.title()}", message)
 
     def _write_status(self, sts: Obj, pods: dict[int, Obj], current_revision: str, update_revision: str) -> None:
         counted: dict[str, Any] = {"replicas": 0, "ready": 0, "current": 0, "updated": 0}

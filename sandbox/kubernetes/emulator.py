@@ -3,15 +3,19 @@ FACTS.md "Kubernetes StatefulSet roll-outs").
 
 Modules: ``store`` (objects, resourceVersions, watch history), ``api`` (HTTP verbs), ``watch`` (streams),
 ``resources`` (discovery), ``patch`` (JSON/merge/strategic merge), ``selectors``, ``table`` (kubectl's
-server-side printing), ``objects`` (building and defaulting objects), ``controller`` and ``kubelet``.
+server-side printing), ``objects`` (building and defaulting objects), ``controller``, ``kubelet`` (with the
+scheduler's check in ``node``), ``events`` (core/v1 Events), ``logs`` (container logs and ``pods/log``) and
+``application`` (what the containers print).
 
 In-process API (call on the sandbox's loop, e.g. ``sandbox.call(sandbox.kubernetes.pods, "staging-stack")``):
-``statefulset(ns, name)``, ``pods(ns, selector)``, ``pod(ns, name)``, ``pod_events(ns)``, ``namespaces()``.
+``statefulset(ns, name)``, ``pods(ns, selector)``, ``pod(ns, name)``, ``pod_events(ns)``, ``namespaces()``,
+``write_log(ns, pod, container, text)``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from datetime import timedelta
 from typing import Any
 
@@ -24,7 +28,11 @@ from sandbox.kubernetes import objects
 from sandbox.kubernetes.api import Api
 from sandbox.kubernetes.controller import StatefulSetController, stop_task
 from sandbox.kubernetes.errors import fault_status
-from sandbox.kubernetes.kubelet import HOST_IP, NODE, Kubelet, image_reference
+from sandbox.kubernetes.events import EventRecorder
+from sandbox.kubernetes.kubelet import Kubelet
+from sandbox.kubernetes.logs import LogStore
+from sandbox.kubernetes.node import HOST_IP, NODE
+from sandbox.kubernetes.objects import image_reference
 from sandbox.kubernetes.store import Store
 
 __all__ = ["KubernetesEmulator"]
@@ -42,8 +50,10 @@ class KubernetesEmulator(Emulator):
         super().__init__(runtime)
         self.store = Store(runtime.clock, runtime.scenario.kubernetes.history_size)
         self.images = images
-        self.kubelet = Kubelet(runtime, self.store, images)
-        self.controller = StatefulSetController(self.store, self.kubelet)
+        self.recorder = EventRecorder(self.store, runtime.clock)
+        self.logs = LogStore()
+        self.kubelet = Kubelet(runtime, self.store, images, self.recorder, self.logs)
+        self.controller = StatefulSetController(self.store, self.kubelet, self.recorder)
         self.api = Api(self)
         self._controller_task: asyncio.Task[Any] | None = None
 
@@ -108,19 +118,21 @@ class KubernetesEmulator(Emulator):
         pod = objects.new_pod(sts, ordinal, revision, sts["spec"]["template"])
         pod["metadata"]["creationTimestamp"] = isoformat(created)
         pod["spec"]["nodeName"] = NODE
-        started = isoformat(created + timedelta(seconds=15))
+        started_at = created + timedelta(seconds=15)
+        started = isoformat(started_at)
         ready = isoformat(created + timedelta(minutes=3))
         statuses = []
         for container in pod["spec"]["containers"]:
             image = container["image"]
             repo, suffix = image_reference(image)
             digest = self.images.resolve(image) or "sha256:" + "0" * 64
+            self.kubelet.node_images.add((repo, suffix))
             statuses.append(
                 {
                     "name": container["name"],
                     "image": repo + suffix,
                     "imageID": f"{repo}@{digest}",
-                    "containerID": f"containerd://{ordinal:02d}" + "a" * 62,
+                    "containerID": "containerd://" + secrets.token_hex(32),
                     "ready": True,
                     "restartCount": 0,
                     "started": True,
@@ -148,7 +160,9 @@ class KubernetesEmulator(Emulator):
             "containerStatuses": statuses,
         }
         pod["status"]["podIPs"] = [{"ip": pod["status"]["podIP"]}]
-        self.store.create("pods", pod)
+        pod = self.store.create("pods", pod)
+        for container, status in zip(pod["spec"]["containers"], statuses, strict=True):
+            self.kubelet.write_start(pod, container["name"], status["containerID"], container["image"], started_at)
 
     # ------------------------------------------------------------ in-process API (call on the loop)
 
@@ -173,9 +187,24 @@ class KubernetesEmulator(Emulator):
 
     def pod_events(self, namespace: str | None = None) -> list[dict[str, Any]]:
         """The recorded pod lifecycle steps (``PodEvent.as_dict``: namespace, name, ordinal, revision, event,
-        time, uid), oldest first; events: created, scheduled, ErrImagePull, ImagePullBackOff, pulled, running,
-        CrashLoopBackOff, ready, terminating, deleted."""
+        time, uid), oldest first; events: created, unschedulable, scheduled, ErrImagePull, ImagePullBackOff, pulled,
+        running, CrashLoopBackOff, ready, terminating, deleted. (The core/v1 Events clients read are served by the
+        API: ``GET /api/v1/namespaces/{ns}/events``.)"""
         return [e.as_dict() for e in self.kubelet.events if namespace is None or e.namespace == namespace]
+
+    def write_log(self, namespace: str, pod: str, container: str, text: str) -> bool:
+        """The application in the pod's running ``container`` prints ``text`` now (one line or several); False when
+        that container is not running."""
+        obj = self.store.get("pods", namespace, pod)
+        statuses = ((obj or {}).get("status") or {}).get("containerStatuses") or []
+        status = next((cs for cs in statuses if cs.get("name") == container), None)
+        if status is None or (status.get("state") or {}).get("running") is None:
+            return False
+        log = self.logs.get(status.get("containerID", ""))
+        if log is None or log.ended:
+            return False
+        log.write(self.runtime.clock.now(), text)
+        return True
 
     @property
     def resource_version(self) -> int:

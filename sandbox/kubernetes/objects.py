@@ -28,6 +28,24 @@ def namespace(name: str) -> Obj:
     }
 
 
+def image_reference(image: str) -> tuple[str, str]:
+    """``(repository, tag-or-digest suffix)`` with Docker's defaults: ``postgres:12`` ->
+    ``("docker.io/library/postgres", ":12")``."""
+    if "@" in image:
+        name, suffix = image.split("@", 1)
+        suffix = "@" + suffix
+    else:
+        slash = image.rfind("/")
+        colon = image.rfind(":")
+        name, suffix = (image[:colon], image[colon:]) if colon > slash else (image, ":latest")
+    first = name.split("/", 1)[0]
+    if "/" not in name:
+        name = f"docker.io/library/{name}"
+    elif "." not in first and ":" not in first and first != "localhost":
+        name = f"docker.io/{name}"
+    return name, suffix
+
+
 def default_pull_policy(image: str) -> str:
     """The apiserver's default: ``Always`` for ``:latest`` or no tag, else ``IfNotPresent``; the Fragalysis
     templates set ``Always`` for the moving tags ``latest`` and ``stable`` too (FACTS.md)."""

@@ -42,7 +42,9 @@ NAMESPACES = Resource(
     ("create", "get", "list", "patch", "update", "watch"),
     ("ns",),
 )
-PODS = Resource("", "v1", "pods", "pod", "Pod", True, ("delete", "get", "list", "watch"), ("po",), ("all",))
+PODS = Resource("", "v1", "pods", "pod", "Pod", True, ("delete", "get", "list", "watch"), ("po",), ("all",), ("log",))
+EVENTS = Resource("", "v1", "events", "event", "Event", True, ("get", "list", "watch"), ("ev",))
+"""Written by the emulated kubelet, scheduler and controllers only (``events.py``)."""
 STATEFULSETS = Resource(
     "apps", "v1", "statefulsets", "statefulset", "StatefulSet", True, _RW, ("sts",), ("all",), ("status", "scale")
 )
@@ -50,7 +52,8 @@ CONTROLLER_REVISIONS = Resource(
     "apps", "v1", "controllerrevisions", "controllerrevision", "ControllerRevision", True, ("get", "list", "watch")
 )
 
-RESOURCES: tuple[Resource, ...] = (NAMESPACES, PODS, STATEFULSETS, CONTROLLER_REVISIONS)
+RESOURCES: tuple[Resource, ...] = (NAMESPACES, EVENTS, PODS, STATEFULSETS, CONTROLLER_REVISIONS)
+SUBRESOURCE_VERBS = {"log": ("get",), "status": ("get", "patch", "update"), "scale": ("get", "patch", "update")}
 
 
 def find(group: str, version: str, plural: str) -> Resource | None:
@@ -124,7 +127,7 @@ def resource_list(group_name: str, version: str) -> dict[str, Any] | None:
             entry = {"name": f"{r.plural}/{sub}", "singularName": "", "namespaced": r.namespaced, "kind": r.kind}
             if sub == "scale":
                 entry.update({"group": "autoscaling", "version": "v1", "kind": "Scale"})
-            entries.append({**entry, "verbs": ["get", "patch", "update"]})
+            entries.append({**entry, "verbs": list(SUBRESOURCE_VERBS[sub])})
     gv = f"{group_name}/{version}" if group_name else version
     result: dict[str, Any] = {"kind": "APIResourceList", "groupVersion": gv, "resources": entries}
     if group_name:

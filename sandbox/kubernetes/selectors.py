@@ -13,6 +13,8 @@ Predicate = Callable[[dict[str, Any]], bool]
 _SET = re.compile(r"^\s*([A-Za-z0-9._/-]+)\s+(in|notin)\s+\(([^)]*)\)\s*$")
 _EQ = re.compile(r"^\s*([A-Za-z0-9._/-]+)\s*(==|!=|=)\s*([A-Za-z0-9._-]*)\s*$")
 _EXISTS = re.compile(r"^\s*(!?)\s*([A-Za-z0-9._/-]+)\s*$")
+_FIELD_EQ = re.compile(r"^\s*([A-Za-z0-9._/-]+)\s*(==|!=|=)\s*([^,=!]*?)\s*$")
+"""A field selector term: values may hold what label values may not (``spec.containers{stack}``)."""
 
 
 def _split(selector: str) -> list[str]:
@@ -60,6 +62,10 @@ def label_selector(selector: str | None) -> Callable[[dict[str, str]], bool]:
     return lambda labels: all(test(labels) for test in tests)
 
 
+def _involved(key: str) -> Callable[[dict[str, Any]], str]:
+    return lambda event: str((event.get("involvedObject") or {}).get(key) or "")
+
+
 # the fields each kind can be selected by (the apiserver rejects others with 400)
 _FIELDS: dict[str, dict[str, Callable[[dict[str, Any]], str]]] = {
     "Pod": {
@@ -71,6 +77,17 @@ _FIELDS: dict[str, dict[str, Callable[[dict[str, Any]], str]]] = {
         "status.podIP": lambda o: o.get("status", {}).get("podIP", ""),
     },
     "Namespace": {"status.phase": lambda o: o.get("status", {}).get("phase", "")},
+    # the apiserver's event GetAttrs (kubectl describe selects by involvedObject name, namespace, kind and uid)
+    "Event": {
+        **{
+            f"involvedObject.{key}": _involved(key)
+            for key in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")
+        },
+        "reason": lambda o: o.get("reason") or "",
+        "reportingComponent": lambda o: o.get("reportingComponent") or "",
+        "source": lambda o: (o.get("source") or {}).get("component") or o.get("reportingComponent") or "",
+        "type": lambda o: o.get("type") or "",
+    },
 }
 
 
@@ -87,7 +104,7 @@ def field_selector(selector: str | None, kind: str) -> Predicate:
     }
     tests: list[Predicate] = []
     for term in _split(selector or ""):
-        m = _EQ.match(term)
+        m = _FIELD_EQ.match(term)
         if m is None:
             raise bad_request(f"invalid selector: '{selector}'; can't understand '{term.strip()}'")
         key, op, value = m.group(1), m.group(2), m.group(3)

@@ -1,5 +1,7 @@
-"""The object store: one global resourceVersion counter (like etcd's revision), objects by resource, and a
-bounded history of watch events so that a watch can resume from a resourceVersion, or get 410 Gone."""
+"""The object store: one global resourceVersion counter (like etcd's revision), objects by resource, and, per
+resource, a bounded history of watch events, so that a watch can resume from a resourceVersion, or get 410 Gone.
+The history is kept per resource as the apiserver keeps a watch cache per resource: a flood of Events does not
+push the pods' changes out."""
 
 from __future__ import annotations
 
@@ -48,10 +50,11 @@ class Store:
         self.clock = clock
         self.rv = 1
         self._objects: dict[str, dict[tuple[str, str], Obj]] = {}
-        self._history: deque[Change] = deque()
+        self._history: dict[str, deque[Change]] = {}
         self._history_size = max(1, history_size)
-        self.compacted = 0
-        """Watches from a resourceVersion below this get 410 Gone (the history before it is gone)."""
+        self._compacted: dict[str, int] = {}
+        """Per resource: watches from a resourceVersion below this get 410 Gone (the history before it is gone)."""
+        self._compacted_all = 0
         self._watchers: set[Watcher] = set()
         self._listeners: list[Callable[[Change], None]] = []
 
@@ -98,9 +101,10 @@ class Store:
         else:
             bucket[key] = obj
         change = Change(kind, resource, self.rv, copy.deepcopy(obj), copy.deepcopy(old) if old else None)
-        self._history.append(change)
-        while len(self._history) > self._history_size:
-            self.compacted = self._history.popleft().rv
+        history = self._history.setdefault(resource, deque())
+        history.append(change)
+        while len(history) > self._history_size:
+            self._compacted[resource] = history.popleft().rv
         for watcher in list(self._watchers):
             if watcher.resource == resource:
                 watcher.queue.put_nowait(change)
@@ -114,11 +118,15 @@ class Store:
         """Call ``listener`` after every write (the controller uses it to wake up)."""
         self._listeners.append(listener)
 
+    def compacted(self, resource: str) -> int:
+        """Watches of ``resource`` from a resourceVersion below this get 410 Gone."""
+        return max(self._compacted.get(resource, 0), self._compacted_all)
+
     def history_since(self, resource: str, rv: int) -> builtins.list[Change] | None:
         """The changes to ``resource`` after ``rv``, or None when ``rv`` is older than the kept history."""
-        if rv < self.compacted:
+        if rv < self.compacted(resource):
             return None
-        return [c for c in self._history if c.rv > rv and c.resource == resource]
+        return [c for c in self._history.get(resource, ()) if c.rv > rv]
 
     def compact(self) -> None:
         """Forget the history (as etcd compaction does): watches from any older resourceVersion get 410.
@@ -127,7 +135,7 @@ class Store:
         so that a watch from the last resourceVersion a client saw is too old, while a fresh list's is not."""
         self.rv += 1
         self._history.clear()
-        self.compacted = self.rv
+        self._compacted_all = self.rv
 
     def watch(self, resource: str) -> Watcher:
         watcher = Watcher(resource)

@@ -48,6 +48,27 @@ COLUMNS: dict[str, list[dict[str, Any]]] = {
         _col("Images", priority=1, description="Images referenced by each container in the template."),
     ],
     "namespaces": [_NAME, _col("Status", description="The status of the namespace"), _AGE],
+    "events": [
+        _col("Last Seen", description="The time at which the most recent occurrence of this event was recorded."),
+        _col("Type", description="Type of this event (Normal, Warning), new types could be added in the future"),
+        _col(
+            "Reason",
+            description="This should be a short, machine understandable string that gives the reason "
+            "for the transition into the object's current status.",
+        ),
+        _col("Object", description="The object that this event is about."),
+        _col(
+            "Subobject",
+            priority=1,
+            description="If referring to a piece of an object instead of an entire "
+            "object, this string should contain a valid JSON/Go field access statement.",
+        ),
+        _col("Source", priority=1, description="The component reporting this event."),
+        _col("Message", description="A human-readable description of the status of this operation."),
+        _col("First Seen", priority=1, description="The time at which the event was first recorded."),
+        _col("Count", priority=1, description="The number of times this event has occurred."),
+        {**_NAME, "priority": 1},
+    ],
     "controllerrevisions": [
         _NAME,
         _col("Controller", description="Controller of the object"),
@@ -147,12 +168,49 @@ def _cells(resource: str, obj: Obj, now: datetime) -> list[Any]:
         ]
     if resource == "namespaces":
         return [name, (obj.get("status") or {}).get("phase", "Active"), _age(obj, now)]
+    if resource == "events":
+        return _event_cells(obj, now)
     if resource == "controllerrevisions":
         owners = obj["metadata"].get("ownerReferences") or [{}]
         owner = owners[0]
         controller = f"statefulset.apps/{owner.get('name')}" if owner else "<none>"
         return [name, controller, obj.get("revision", 0), _age(obj, now)]
     return [name, _age(obj, now)]
+
+
+def _since(stamp: Any, now: datetime) -> str:
+    if not stamp:
+        return "<unknown>"
+    then = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    return human_duration((now - then).total_seconds())
+
+
+def _event_cells(event: Obj, now: datetime) -> list[Any]:
+    """The apiserver's ``printEvent``: a new-API event (eventTime, series) or a legacy one (first/last, count)."""
+    first = _since(event.get("firstTimestamp") or event.get("eventTime"), now)
+    last = _since(event["lastTimestamp"], now) if event.get("lastTimestamp") else first
+    count = event.get("count") or 1
+    series = event.get("series")
+    if series:
+        last, count = _since(series.get("lastObservedTime"), now), series.get("count", 1)
+    ref = event.get("involvedObject") or {}
+    kind = str(ref.get("kind", "")).lower()
+    target = f"{kind}/{ref['name']}" if ref.get("name") else kind
+    source = event.get("source") or {}
+    component = source.get("component") or event.get("reportingComponent") or ""
+    instance = source.get("host") or event.get("reportingInstance") or ""
+    return [
+        last,
+        event.get("type", ""),
+        event.get("reason", ""),
+        target,
+        ref.get("fieldPath", ""),
+        f"{component}, {instance}" if instance else component,
+        str(event.get("message", "")).strip(),
+        first,
+        int(count),
+        event["metadata"]["name"],
+    ]
 
 
 def table(resource: str, objs: list[Obj], now: datetime, include: str, rv: str | None) -> dict[str, Any]:

@@ -94,7 +94,9 @@ def watch_response(
         since = int(rv_param)
         history = store.history_since(resource.plural, since)
         if history is None:
-            expired = status_object(410, "Expired", f"too old resource version: {since} ({store.compacted})")
+            expired = status_object(
+                410, "Expired", f"too old resource version: {since} ({store.compacted(resource.plural)})"
+            )
         else:
             first = [event for change in history if (event := translate(change, matches)) is not None]
 
