@@ -122,12 +122,19 @@ def test_a_form_encoded_delivery_gives_the_same_event(receiver: Receiver, prefec
     form = deliver(receiver, payload, delivery="d-form", content_type="application/x-www-form-urlencoded")
     assert form.status_code == 202, form.text
     [[as_json], [as_form]] = prefect_api.posted
-    assert {**as_form, "id": "-", "occurred": "-", "payload": {**as_form["payload"], "delivery": "-"}} == {
+    # what differs is the delivery and when it arrived
+    assert {
+        **as_form,
+        "id": "-",
+        "occurred": "-",
+        "payload": {**as_form["payload"], "delivery": "-", "pushed_at": "-"},
+    } == {
         **as_json,
         "id": "-",
         "occurred": "-",
-        "payload": {**as_json["payload"], "delivery": "-"},
+        "payload": {**as_json["payload"], "delivery": "-", "pushed_at": "-"},
     }
+    assert as_form["payload"]["pushed_at"] == as_form["occurred"]
 
 
 @pytest.mark.parametrize(
