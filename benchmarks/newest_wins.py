@@ -66,7 +66,9 @@ def one_round(served: Served, number: int) -> dict[str, Any]:
     def new_runs(count: int) -> list[dict[str, Any]] | None:
         time.sleep(0.2)
         found = [run for run in staging_runs(served) if run["id"] not in known]
-        return sorted(found, key=lambda run: run["parameters"]["requested_at"]) if len(found) >= count else None
+        # a run without requested_at was not started by a webhook (a poll): ordered by its creation
+        found.sort(key=lambda run: run["parameters"].get("requested_at") or run["created"])
+        return found if len(found) >= count else None
 
     shas = [push(served, f"round {number} change 1")]
     (first,) = wait(lambda: new_runs(1), "the first commit's run", 120)

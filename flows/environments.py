@@ -44,6 +44,8 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.states import Cancelled
 
 from blocks import StackTarget
+from flows.notify import notify_outcome
+from flows.report import DeploymentOutcome, DeploymentReport
 
 DEPLOY_FLOWS = ("deploy-to-staging", "deploy-to-production", "first-deploy")
 """The flows that deploy; each takes the ``StackTarget`` block's name as its ``target`` parameter."""
@@ -217,6 +219,25 @@ def _supersede(run: FlowRun, me: Me) -> None:
         },
     )
     get_run_logger().info("Superseded %s, which waited for an approval", describe(run))
+    target = _target(str((run.parameters or {}).get("target") or ""))
+    if target is not None:
+        _announce(run, target, message)
+
+
+def _announce(run: FlowRun, target: StackTarget, message: str) -> None:
+    """The notification that the superseded run would have sent had it had a process (when its target opts in)."""
+    parameters = run.parameters or {}
+    report = DeploymentReport(
+        environment=target.environment,
+        source=str(parameters.get("source") or "stack"),
+        sha=parameters.get("sha"),
+        tag=parameters.get("tag"),
+        image=target.image,
+        outcome=DeploymentOutcome.SUPERSEDED,
+        error=message,
+        run_id=str(run.id),
+    )
+    notify_outcome(report, target)
 
 
 def _change(run: FlowRun) -> dict[str, Any]:
@@ -256,15 +277,18 @@ def _deploy_flow_names() -> dict[UUID, str]:
 def _environment_of(run: FlowRun, flow_name: str = "") -> str:
     parameters = run.parameters or {}
     target = parameters.get("target") or DEFAULT_TARGETS.get(flow_name, "")
-    return _target_environment(str(target)) if target else ""
+    found = _target(str(target)) if target else None
+    return found.environment if found is not None else ""
 
 
 @lru_cache(maxsize=256)
-def _target_environment(block_name: str) -> str:
+def _target(block_name: str) -> StackTarget | None:
+    if not block_name:
+        return None
     try:
-        return cast(StackTarget, StackTarget.load(block_name)).environment
+        return cast(StackTarget, StackTarget.load(block_name))
     except (ValueError, ObjectNotFound):
-        return ""
+        return None
 
 
 def _locked(error: ConcurrencySlotAcquisitionError) -> bool:

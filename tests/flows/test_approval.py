@@ -10,7 +10,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -19,6 +19,7 @@ from sandbox.runtime import Sandbox
 from tests.flows.conftest import SPEED, deployment_events, scenario, target_name
 from tests.flows.served import ENDED, ROOT, served, state_of
 from tests.flows.served import start as start_run
+from tests.flows.test_notify import messages, webhook
 
 pytestmark = pytest.mark.prefect
 
@@ -31,13 +32,17 @@ def start(full_name: str, target: StackTarget, tag: str) -> UUID:
 
 
 def test_a_served_run_is_suspended_for_approval_holds_nothing_and_a_newer_tag_supersedes_it(
-    make_sandbox: Callable[..., Sandbox], deploy_target
+    make_sandbox: Callable[..., Sandbox], deploy_target, receiver
 ):
     from prefect.flow_runs import resume_flow_run
     from prefect.settings import PREFECT_API_URL
 
+    url, received = receiver
     sb = make_sandbox(scenario(), speed=SPEED)
-    target = deploy_target(sb, environment="production", label="production-served")
+    block = webhook(url, f"approval-{uuid4().hex[:8]}")
+    target = deploy_target(
+        sb, environment="production", label="production-served", notification_block=block, notify_on=["superseded"]
+    )
     assert target.asks_approval, "production asks for approval by default"
     sb.push(STACK, "refs/tags/1.0.3", message="Release 1.0.3")
 
@@ -71,6 +76,10 @@ def test_a_served_run_is_suspended_for_approval_holds_nothing_and_a_newer_tag_su
     assert superseded.message == f"superseded by 1.0.3 (flow run {second})"
     (event,) = deployment_events(str(oldest), key="run_id")
     assert event.event == "fragalysis.deployment.superseded"
+    # announced by the run that superseded it (the suspended one has no process), as its own outcome would be
+    (superseded_message,) = [m for m in messages(received) if str(oldest) in m["body"]]
+    assert superseded_message["subject"] == "[fragalysis] production-served deploy SUPERSEDED: tag 1.0.3"
+    assert f"reason: superseded by 1.0.3 (flow run {second})" in superseded_message["body"]
     assert rejected.is_cancelled(), rejected
     assert rejected.message == "rejected by bob: not this one"
     jobs = sb.call(sb.awx.jobs)
