@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -46,6 +47,25 @@ class DeploymentStopped(Exception):
     def __init__(self, outcome: DeploymentOutcome, message: str) -> None:
         super().__init__(message)
         self.outcome = outcome
+
+
+class _CancelledIsNotAnError(logging.Filter):
+    """Prefect 3.9.1's flow-run process asks a deployed flow's final state for its result, which raises
+    ``CancelledRun`` for a Cancelled state, and logs that as "Engine execution exited with unexpected exception" with
+    a traceback, at ERROR, in the run's logs (``prefect.flow_engine.run_flow``). A deploy that ends Cancelled on
+    purpose (superseded, rejected, no decision in time: ``DeploymentStopped``) has already said why in its state and
+    its last log line, so that record is dropped; every other error record is kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from prefect.exceptions import CancelledRun
+
+        error = record.exc_info[1] if record.exc_info else None
+        return not (
+            record.msg == "Engine execution exited with unexpected exception" and isinstance(error, CancelledRun)
+        )
+
+
+logging.getLogger("prefect.flow_runs").addFilter(_CancelledIsNotAnError())
 
 
 @dataclass

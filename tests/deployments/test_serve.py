@@ -209,6 +209,13 @@ def task_runs(api: str, flow_run_id: str) -> list[dict[str, Any]]:
         return list(client.post("/task_runs/filter", json=body).raise_for_status().json())
 
 
+def error_logs(api: str, flow_run_id: str) -> list[str]:
+    """The run's log lines at ERROR or above."""
+    with httpx.Client(base_url=api, timeout=10) as client:
+        body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}, "level": {"ge_": 40}}}
+        return [log["message"] for log in client.post("/logs/filter", json=body).raise_for_status().json()]
+
+
 def awx_jobs(endpoints: dict[str, Any]) -> list[dict[str, Any]]:
     awx = endpoints["awx"]
     headers = {"Authorization": f"Bearer {awx['token']}"}
@@ -256,4 +263,5 @@ def five_quick_commits(serve: Served, api: str, endpoints: dict[str, Any]) -> No
         }
         assert states[index]["message"] in later, states[index]["message"]
         assert task_runs(api, final[index]["id"]) == [], "a superseded deploy does nothing"
+        assert error_logs(api, final[index]["id"]) == [], "ending superseded is no error"
     assert len(awx_jobs(endpoints)) == jobs_before + 2, "two launches"
