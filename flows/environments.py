@@ -4,8 +4,10 @@ Every deploy of an environment (staging commits, production tags, first deployme
 environment) holds the one slot of the global concurrency limit ``fragalysis-env-<environment>`` (``strict``:
 created on demand with limit 1) while it touches anything remote. A deploy that holds it keeps going. Of the runs
 waiting for it only the newest goes on: a waiting run that sees a newer deploy of its environment ends Cancelled
-"superseded by <run>" having done nothing remote, and a new deploy supersedes the older ones that wait for an
-approval (suspended: no process to notice).
+"superseded by <run>" having done nothing remote (also when that newer deploy has ended already: an older change
+never goes over a newer one, however late its process started), and a new deploy supersedes the older ones that
+wait for an approval (suspended: no process to notice). "Newer" is by ``requested``: when the change was pushed, as
+the webhook triggers pass it, else when the run was created.
 
 Prefect's deployment ``concurrency_limit`` cannot do this (ENQUEUE runs them all, in order; CANCEL_NEW keeps the
 oldest), so the staging and production deployments have none. A waiting run tries for the slot once every
@@ -44,6 +46,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.states import Cancelled
 
 from blocks import StackTarget
+from flows.events import GITHUB_PUSH
 from flows.notify import notify_outcome
 from flows.report import DeploymentOutcome, DeploymentReport
 
@@ -55,8 +58,18 @@ DEFAULT_TARGETS = {"deploy-to-staging": "staging", "deploy-to-production": "prod
 WAITING = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
 """A deploy in one of these states has not ended (PAUSED includes a run suspended for its approval)."""
 
+SUPERSEDING = [*WAITING, StateType.COMPLETED, StateType.FAILED, StateType.CRASHED]
+"""A newer deploy in one of these states supersedes an older one that has not started yet: it waits, runs, or has
+deployed (or tried to). A newer deploy that has ended already counts too: otherwise an older run whose process started
+late would deploy its older change over the newest one. A Cancelled one does not (it did nothing, or was stopped;
+if it was superseded, the deploy that superseded it is newer still)."""
+
 POLL_SECONDS = 2.0
 """How often a waiting deploy tries for the slot and looks for a newer deploy (two light API calls)."""
+
+RUN_GRACE_SECONDS = 60.0
+"""How long a waiting deploy waits for the run of a newer push (its event in, its run not yet created) before it
+goes on; a run that never comes is the poller's to catch up."""
 
 SOON = timedelta(seconds=30)
 """A run scheduled further ahead than this is a plan, not a waiting deploy: it supersedes nothing yet."""
@@ -148,10 +161,14 @@ def hold(environment: str, me: Me, *, poll_seconds: float = POLL_SECONDS) -> Ite
     for older in _older_suspended(environment, me):
         _supersede(older, me)
     logged = False
+    awaited: dict[str, float] = {}
     while True:
         newer = newest_newer(environment, me)
         if newer is not None:
             raise Superseded(newer)
+        if _run_being_created(environment, me, awaited):
+            time.sleep(poll_seconds)
+            continue
         stack = ExitStack()
         try:
             stack.enter_context(
@@ -183,15 +200,71 @@ def hold(environment: str, me: Me, *, poll_seconds: float = POLL_SECONDS) -> Ite
         return
 
 
+def _run_being_created(environment: str, me: Me, awaited: dict[str, float]) -> bool:
+    """Whether a push for ``environment`` newer than ``me`` arrived (its webhook's event is in) whose run Prefect's
+    automation has not created yet (that takes a few seconds, more on a loaded server): then this run waits for it,
+    up to ``RUN_GRACE_SECONDS`` per push, rather than deploy an older change first. ``awaited``: when each push was
+    first seen waiting (by event id)."""
+    for event in _newer_pushes(environment, me):
+        if _has_run(environment, dict(event.payload)):
+            continue
+        payload = dict(event.payload)
+        change = payload.get("tag") or f"{payload.get('source')}@{str(payload.get('sha'))[:7]}"
+        if str(event.id) not in awaited:
+            awaited[str(event.id)] = time.monotonic()
+            get_run_logger().info("A newer push for %s (%s) has no run yet: waiting for it", environment, change)
+        if time.monotonic() - awaited[str(event.id)] < RUN_GRACE_SECONDS:
+            return True
+        get_run_logger().warning(
+            "The newer push for %s (%s, event %s) has had no run for %.0f s: going on", environment, change, event.id,
+            RUN_GRACE_SECONDS,
+        )  # fmt: skip
+    return False
+
+
+def _newer_pushes(environment: str, me: Me) -> list[Any]:
+    """The push events for ``environment`` whose ``pushed_at`` is after ``me`` was requested, newest first."""
+    from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
+    from prefect.events.schemas.events import ResourceSpecification
+
+    since = EventOccurredFilter.model_validate({"since": me.requested - timedelta(seconds=1)})
+    labels = ResourceSpecification({"fragalysis.environment": environment})
+    filter = EventFilter(
+        event=EventNameFilter(name=[GITHUB_PUSH]), occurred=since, resource=EventResourceFilter(labels=labels)
+    )
+    with get_client(sync_client=True) as client:
+        events = client.read_events(filter, limit=50).events
+    return [event for event in events if _pushed_at(event.payload) > me.requested]
+
+
+def _pushed_at(payload: dict[str, Any]) -> datetime:
+    try:
+        return datetime.fromisoformat(str(payload.get("pushed_at")))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
+def _has_run(environment: str, payload: dict[str, Any]) -> bool:
+    """Whether a deploy run of ``environment`` (any state) carries the push's change (its sha, or its tag)."""
+    for run in _deploys(environment, list(StateType)):
+        parameters = run.parameters or {}
+        if payload.get("tag"):
+            if parameters.get("tag") == payload["tag"]:
+                return True
+        elif str(parameters.get("sha") or "").lower() == str(payload.get("sha") or "").lower():
+            return True
+    return False
+
+
 def newest_newer(environment: str, me: Me) -> FlowRun | None:
-    """The newest deploy of ``environment`` requested after ``me`` that has not ended, if any."""
-    newer = [run for run in _unfinished(environment) if requested(run) > me.requested and run.id != me.id]
+    """The newest deploy of ``environment`` requested after ``me`` that waits, runs or has deployed, if any."""
+    newer = [run for run in _deploys(environment, SUPERSEDING) if requested(run) > me.requested and run.id != me.id]
     return max(newer, key=requested, default=None)
 
 
 def _older_suspended(environment: str, me: Me) -> list[FlowRun]:
     return [
-        run for run in _unfinished(environment, [StateType.PAUSED]) if run.id != me.id and requested(run) < me.requested
+        run for run in _deploys(environment, [StateType.PAUSED]) if run.id != me.id and requested(run) < me.requested
     ]
 
 
@@ -245,14 +318,12 @@ def _change(run: FlowRun) -> dict[str, Any]:
     return {key: parameters[key] for key in ("sha", "tag", "source") if key in parameters}
 
 
-def _unfinished(environment: str, states: list[StateType] | None = None) -> list[FlowRun]:
+def _deploys(environment: str, states: list[StateType]) -> list[FlowRun]:
     now = datetime.now(UTC)
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=list(DEPLOY_FLOWS))),
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states or WAITING))
-            ),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states))),
             sort=FlowRunSort.EXPECTED_START_TIME_DESC,  # the newest first: it is the newest that matter
             limit=200,
         )
