@@ -68,7 +68,9 @@ class GitHubClient(Closable):
         retry: the retry policy (idempotent requests; rate limits up to its ``max_retry_after``).
         transport: an httpx transport (``httpx.MockTransport`` in tests).
         clock_skew_seconds: how far GitHub's clock may be behind ours when finding a run by creation time.
-        lost_dispatch_seconds: how long to look for the run of a dispatch whose answer was lost (or a 5xx).
+        lost_dispatch_seconds: how long to look for the run of a dispatch whose answer was lost (or a 5xx)
+            before dispatching again.
+        dispatch_attempts: dispatches in all, the first included, while no run of them has appeared.
     """
 
     def __init__(
@@ -83,10 +85,14 @@ class GitHubClient(Closable):
         transport: httpx.BaseTransport | None = None,
         clock_skew_seconds: float = 5.0,
         lost_dispatch_seconds: float = 10.0,
+        dispatch_attempts: int = 3,
     ) -> None:
+        if dispatch_attempts < 1:
+            raise ValueError(f"dispatch_attempts must be at least 1, not {dispatch_attempts}")
         self.api_url = api_url.rstrip("/")
         self.clock_skew_seconds = clock_skew_seconds
         self.lost_dispatch_seconds = lost_dispatch_seconds
+        self.dispatch_attempts = dispatch_attempts
         self._http = HttpService(
             self.api_url,
             service="GitHub",
@@ -146,9 +152,16 @@ class GitHubClient(Closable):
     ) -> WorkflowRun:
         """Dispatch a ``workflow_dispatch`` workflow and return its new run.
 
-        Asks for ``return_run_details``; where the server rejects that field (older GitHub Enterprise: 400, or a
-        422 naming it) it dispatches again without it and finds the new ``workflow_dispatch`` run created after
-        the dispatch on that branch, waiting for it until ``deadline_seconds``.
+        Asks for ``return_run_details`` (FACTS.md: 200 with the run's id); where the server rejects that field
+        (older GitHub Enterprise: 400, or a 422 naming it) it dispatches again without it and finds the new
+        ``workflow_dispatch`` run created after the dispatch on that branch, waiting for it until
+        ``deadline_seconds``.
+
+        A dispatch without a clear answer (the connection dropped, a timeout, a 5xx) may or may not have started a
+        run: the client looks for one for ``lost_dispatch_seconds``, and when none has appeared it dispatches again,
+        up to ``dispatch_attempts`` dispatches in all (a duplicate build costs little; a lost one costs the deploy).
+        It follows the first matching run that appears, and logs a warning naming any other run the dispatches
+        started (a duplicate build, left to finish).
 
         Args:
             repo: ``owner/name``.
@@ -160,7 +173,7 @@ class GitHubClient(Closable):
 
         Raises:
             ApiError: GitHub refused (422: unexpected or missing inputs, no such ref, no dispatch trigger; its
-                message is quoted), or gave no clear answer and no run turned up (the dispatch is not repeated).
+                message is quoted), or gave no clear answer to any of the dispatches and no run turned up.
             NotFound: no such repository or workflow.
             DeadlineExceeded: the dispatch was accepted but no run appeared in time.
         """
@@ -168,46 +181,122 @@ class GitHubClient(Closable):
         path = f"/repos/{repo}/actions/workflows/{wf.id}/dispatches"
         body: dict[str, Any] = {"ref": ref, "inputs": dict(inputs or {})}
         since = datetime.now(UTC) - timedelta(seconds=self.clock_skew_seconds)
-        # A dispatch is not idempotent: HttpService repeats it only when GitHub says it did not act (429/403).
-        try:
-            response = self._http.request(
-                "POST", path, json={**body, "return_run_details": True}, expected=(200, 204, 400, 422), idempotent=False
-            )
-        except ApiError as error:
-            if error.status is not None and error.status < 500:
-                raise
-            return self._find_lost_dispatch(wf, ref, since, error, poll)
-        if response.status_code == 200:
-            run_id = int(response.json()["workflow_run_id"])
-            return self.run(repo, run_id)
-        known: set[int] = set()
-        if response.status_code in (400, 422):
-            detail = service_detail(response) or ""
-            if response.status_code == 422 and "return_run_details" not in detail:
-                raise self._dispatch_refused(wf, ref, path, response)
-            logger.info("GitHub at %s rejects return_run_details; finding the dispatched run by listing", self.api_url)
-            known = {run.id for run in self._dispatched_runs(wf, ref, since)}
-            response = self._http.request("POST", path, json=body, expected=(204, 422), idempotent=False)
+        with_details = True
+        known: set[int] = set()  # runs that were there before the dispatch (found by listing only)
+        attempt = 1
+        while True:
+            # A dispatch is not idempotent: HttpService repeats it only when GitHub says it did not act (429/403).
+            expected = (200, 204, 400, 422) if with_details else (204, 422)
+            try:
+                response = self._http.request(
+                    "POST",
+                    path,
+                    json={**body, "return_run_details": True} if with_details else body,
+                    expected=expected,
+                    idempotent=False,
+                )
+            except ApiError as error:
+                if error.status is not None and error.status < 500:
+                    raise
+                lost = self._find_lost_dispatch(wf, ref, since, known, error, attempt, poll)
+                if lost is not None:
+                    return self._followed(lost, wf, ref, since, known, attempt)
+                attempt += 1
+                continue
+            if response.status_code == 200:
+                run = self.run(repo, int(response.json()["workflow_run_id"]))
+                return self._followed(run, wf, ref, since, known, attempt)
+            if response.status_code in (400, 422) and with_details:
+                detail = service_detail(response) or ""
+                if response.status_code == 422 and "return_run_details" not in detail:
+                    raise self._dispatch_refused(wf, ref, path, response)
+                logger.info(
+                    "GitHub at %s rejects return_run_details; finding the dispatched run by listing", self.api_url
+                )
+                with_details = False
+                known = {run.id for run in self._dispatched_runs(wf, ref, since)}
+                continue  # the same attempt: GitHub acted on none of it
             if response.status_code == 422:
                 raise self._dispatch_refused(wf, ref, path, response)
-        return self._await_dispatched_run(wf, ref, since, known, Deadline(deadline_seconds), poll)
+            run = self._await_dispatched_run(wf, ref, since, known, Deadline(deadline_seconds), poll)
+            return self._followed(run, wf, ref, since, known, attempt)
 
     def _find_lost_dispatch(
-        self, wf: Workflow, ref: str, since: datetime, error: ApiError, poll: Poll | None
-    ) -> WorkflowRun:
-        """After a dispatch without a clear answer (none, or a 5xx), the run it may have started; never a second
-        dispatch (which could build twice)."""
-        logger.warning("GitHub dispatch of %s got %s; looking for its run", wf.file, error.status or "no answer")
+        self,
+        wf: Workflow,
+        ref: str,
+        since: datetime,
+        known: set[int],
+        error: ApiError,
+        attempt: int,
+        poll: Poll | None,
+    ) -> WorkflowRun | None:
+        """After a dispatch without a clear answer (none, or a 5xx), the run it (or an earlier dispatch) may have
+        started; None when none appeared within ``lost_dispatch_seconds`` and another dispatch may be sent."""
+        got = error.status or "no answer"
+        logger.warning(
+            "GitHub dispatch %d of %d of %s at %s got %s; looking for its run for %.3g s",
+            attempt,
+            self.dispatch_attempts,
+            wf.file,
+            ref,
+            got,
+            self.lost_dispatch_seconds,
+        )
         try:
-            return self._await_dispatched_run(wf, ref, since, set(), Deadline(self.lost_dispatch_seconds), poll)
+            return self._await_dispatched_run(wf, ref, since, known, Deadline(self.lost_dispatch_seconds), poll)
         except DeadlineExceeded:
-            raise ApiError(
-                f"{error} - and no new workflow_dispatch run of {wf.name!r} at {ref} appeared within "
-                f"{self.lost_dispatch_seconds:.0f} s; not dispatching again (it may yet start: check {wf.repository})",
-                status=error.status,
-                url=error.url,
-                detail=error.detail,
-            ) from None
+            pass
+        if attempt < self.dispatch_attempts:
+            logger.warning(
+                "GitHub: no run of %s at %s appeared within %.3g s of dispatch %d (%s): dispatching it again "
+                "(dispatch %d of %d; should both start, the first run to appear is followed)",
+                wf.file,
+                ref,
+                self.lost_dispatch_seconds,
+                attempt,
+                got,
+                attempt + 1,
+                self.dispatch_attempts,
+            )
+            return None
+        raise ApiError(
+            f"{error} - and no new workflow_dispatch run of {wf.name!r} at {ref} appeared within "
+            f"{self.lost_dispatch_seconds:.3g} s of {_dispatches(attempt)}; not dispatching again (one may yet "
+            f"start: check {self._http.url(f'/repos/{wf.repository}/actions/workflows/{wf.id}/runs')})",
+            status=error.status,
+            url=error.url,
+            detail=error.detail,
+        )
+
+    def _followed(
+        self, run: WorkflowRun, wf: Workflow, ref: str, since: datetime, known: set[int], attempt: int
+    ) -> WorkflowRun:
+        """``run``, after a warning naming the other runs that our dispatches may have started (only when more
+        than one dispatch was sent)."""
+        if attempt == 1:
+            return run
+        try:
+            others = [found for found in self._dispatched_runs(wf, ref, since) if found.id not in known | {run.id}]
+        except ApiError as error:  # the run to follow is known: a failed look at the others must not lose it
+            others_said = f"; could not list the others ({error})"
+        else:
+            others_said = (
+                "; also started, not followed (a duplicate build): "
+                + ", ".join(f"run {other.id} ({other.html_url})" for other in others)
+                if others
+                else "; no other run has appeared"
+            )
+        logger.warning(
+            "GitHub: %d dispatches of %s at %s were sent; following run %s (%s)%s",
+            attempt,
+            wf.file,
+            ref,
+            run.id,
+            run.html_url,
+            others_said,
+        )
+        return run
 
     def _dispatched_runs(self, wf: Workflow, ref: str, since: datetime) -> list[WorkflowRun]:
         created = ">=" + format_time(since)
@@ -501,6 +590,10 @@ class GitHubClient(Closable):
                 yield from data.get(key or "workflows") or []
             url = response.links.get("next", {}).get("url")
             query = None  # the next link carries the query
+
+
+def _dispatches(count: int) -> str:
+    return "the dispatch" if count == 1 else f"any of {count} dispatches"
 
 
 def _ref_name(ref: str) -> str:

@@ -3,6 +3,8 @@
 python -m sandbox --speed 60 --state-dir .sandbox          # serve (the default command)
 python -m sandbox push xchem/fragalysis-frontend staging    # push a commit to a running sandbox
 python -m sandbox faults --set awx.error_rate=0.2           # read or change faults at run time
+python -m sandbox faults --set kubernetes.error_rate=0.1 --set kubernetes.user_agents=^fragalysis-cd/
+                                                            # faults aimed at our clients only (by User-Agent)
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="PATH=JSON",
-        help='e.g. github.error_rate=0.3 or crashloop=\'[{"namespace": "staging-stack"}]\'',
+        help="e.g. github.error_rate=0.3, kubernetes.user_agents=^fragalysis-cd/ (faults only for clients whose "
+        'User-Agent matches) or crashloop=\'[{"namespace": "staging-stack"}]\'',
     )
     faults.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     return parser

@@ -1,5 +1,10 @@
 """HTTP-level faults (5xx, 429 with Retry-After, dropped connections, slow answers), seeded.
 
+Faults can be aimed at some clients (``HttpFaults.user_agents``, a regular expression on the ``User-Agent``): our
+product's clients send ``fragalysis-cd/...``, while the emulated services' own traffic (the AWX playbook's
+Kubernetes requests, a workflow's AWX trigger) sends its own, so that faults meant for our clients do not fail an
+AWX job by accident, and faults meant for the playbook can fail one on purpose.
+
 Behavioural faults (a failing build, an AWX job that fails, a crash-looping pod, ...) live in the scenario's
 ``faults`` section too, and each emulator reads them where the behaviour happens.
 """
@@ -41,7 +46,9 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
             return
         faults = self.settings()
-        if faults.paths and not re.search(faults.paths, scope["path"]):
+        if not _aimed_at(faults, scope):
+            # a request the faults are not aimed at draws no random number, so it never shifts the seeded
+            # sequence of faults that the aimed-at requests get
             await self.app(scope, receive, send)
             return
         if faults.slow_rate and self.rng.random() < faults.slow_rate:
@@ -66,6 +73,17 @@ class FaultMiddleware:
             await self.respond(429, "sandbox fault: too many requests", headers)(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+def _aimed_at(faults: HttpFaults, scope: Scope) -> bool:
+    """Whether the faults apply to this request: its path matches ``paths`` and its ``User-Agent`` matches
+    ``user_agents`` (each when set)."""
+    if faults.paths and not re.search(faults.paths, scope["path"]):
+        return False
+    if faults.user_agents:
+        agent = dict(scope["headers"]).get(b"user-agent", b"").decode("latin-1")
+        return re.search(faults.user_agents, agent) is not None
+    return True
 
 
 async def _swallow(message: Message) -> None:

@@ -7,11 +7,12 @@ stacks) ship in ``sandbox/scenarios/``. Every section has defaults, so a scenari
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 
@@ -241,6 +242,22 @@ class HttpFaults(_Model):
     """The next N requests (other than control requests) get ``error_status``; counts down."""
     paths: str | None = None
     """A regular expression: only matching paths get faults (all when unset)."""
+    user_agents: str | None = None
+    """A regular expression searched in the request's ``User-Agent``: only the clients it matches get faults
+    (every client when unset or empty). Our product sends ``fragalysis-cd/...``; the emulated services' own
+    traffic is ``awx-sandbox-ansible/kubernetes.core`` (the AWX playbook's Kubernetes requests) and
+    ``sandbox-github-actions`` (a workflow's AWX trigger). ``^fragalysis-cd/`` tests our clients and spares the
+    playbook; ``^awx-sandbox-ansible/`` makes a real Ansible k8s task fail on purpose."""
+
+    @field_validator("paths", "user_agents")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"not a regular expression: {pattern!r} ({error})") from None
+        return pattern
 
 
 class BuildFault(_Model):
