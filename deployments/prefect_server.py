@@ -11,6 +11,9 @@ from pathlib import Path
 
 import httpx
 
+CLIENT_LOGGERS = "clients.github,clients.awx"
+"""The clients' loggers whose lines go into a run's logs (``PREFECT_LOGGING_EXTRA_LOGGERS``)."""
+
 
 class LocalPrefectServer:
     """``prefect server start`` in its own process group, reused when one already answers on the port."""
@@ -36,6 +39,11 @@ class LocalPrefectServer:
             "PREFECT_API_URL": self.api_url,
             "PREFECT_UI_URL": self.ui_url,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            # what the GitHub and AWX clients say beyond their requests (a build dispatched again, a launch found
+            # after a lost answer) goes into the run's logs; clients.http's line per request does not
+            "PREFECT_LOGGING_EXTRA_LOGGERS": os.environ.get(
+                "PREFECT_LOGGING_EXTRA_LOGGERS", "clients.github,clients.awx"
+            ),
         }
 
     def healthy(self) -> bool:
