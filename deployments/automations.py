@@ -107,7 +107,12 @@ def overdue_automation(
         description=(
             f"A {target.environment} deploy still Running {within:g} s{clamped} after it started (or resumed after "
             "an approval) is overdue: its total budget has run out. Approval waits do not count."
-            + (" Notifies through the target's notification block." if notification_block_id else "")
+            + (
+                " Notifies through the target's notification block."
+                if notification_block_id
+                else " No action (the UI shows an empty one): the firing itself is the event "
+                "prefect.automation.triggered; give the target a notification_block to be told."
+            )
         ),
         trigger=EventTrigger(
             posture=Posture.Proactive,
