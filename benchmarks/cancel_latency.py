@@ -17,6 +17,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -113,10 +114,15 @@ def _measure(args: argparse.Namespace, work: Path, server: Any, env: dict[str, s
         )
         print("| runner | run | cancel -> final state | final state | AWX job |")
         print("|---|---|---|---|---|")
+        timelines: list[tuple[str, list[tuple[float, str]]]] = []
         for name in ("deploy-to-staging/bench-served", "deploy-to-staging/bench-worker"):
             for n in range(args.runs):
-                took, state, job = _cancel_one(name, sandbox)
+                took, state, job, logs = _cancel_one(name, sandbox)
                 print(f"| {name.split('-')[-1]} | {n + 1} | {took:.1f} s | {state} | {job} |")
+                timelines.append((f"{name.split('-')[-1]} {n + 1}", logs))
+        print("\nWhat each run logged after the cancel (seconds after it):")
+        for label, logs in timelines:
+            print(f"  {label}: " + "; ".join(f"+{offset:.1f} s {message}" for offset, message in logs))
     finally:
         for child in children:
             child.terminate()
@@ -130,8 +136,9 @@ def _measure(args: argparse.Namespace, work: Path, server: Any, env: dict[str, s
     return 0
 
 
-def _cancel_one(name: str, sandbox: Any) -> tuple[float, str, str]:
+def _cancel_one(name: str, sandbox: Any) -> tuple[float, str, str, list[tuple[float, str]]]:
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterTimestamp
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
     from prefect.states import Cancelling
@@ -144,6 +151,7 @@ def _cancel_one(name: str, sandbox: Any) -> tuple[float, str, str]:
     )
     job = _wait(lambda: next((j for j in sandbox.call(sandbox.awx.jobs) if j["id"] not in before), None), 240)
     asked = time.monotonic()
+    asked_at = datetime.now(UTC)
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(run.id, Cancelling(message="benchmark"))
 
@@ -152,8 +160,12 @@ def _cancel_one(name: str, sandbox: Any) -> tuple[float, str, str]:
             return state if state is not None and state.is_final() else None
 
         state = _wait(ended, 120, poll=0.1)
-    took = time.monotonic() - asked
-    return took, state.name, sandbox.call(sandbox.awx.job, job["id"])["status"]
+        took = time.monotonic() - asked
+        time.sleep(2)  # the last lines reach the server a moment after the final state
+        since = LogFilterTimestamp.model_validate({"after_": asked_at})
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id]), timestamp=since))
+    timeline = [((log.timestamp - asked_at).total_seconds(), log.message.splitlines()[0][:90]) for log in logs]
+    return took, state.name, sandbox.call(sandbox.awx.job, job["id"])["status"], sorted(timeline)
 
 
 def _deployment_exists(name: str) -> bool:
