@@ -145,7 +145,22 @@ class ImageNotFound(ClientError):
 
 
 class RolloutStuck(ClientError):
-    """A pod of the roll-out is stuck (CrashLoopBackOff, ImagePullBackOff, Unschedulable, ...)."""
+    """A pod of the roll-out is stuck (CrashLoopBackOff, ImagePullBackOff, Unschedulable, ...).
+
+    The message ends with the diagnosis, on lines of its own: the pod's last log lines and recent events.
+
+    Attributes:
+        pod: the stuck pod's name.
+        reason: why it is stuck (``CrashLoopBackOff``, ...).
+        diagnosis: its last log lines and recent events (bounded, credentials masked), or why they could not be
+            read; empty when not read.
+    """
+
+    def __init__(self, message: str, *, pod: str | None = None, reason: str | None = None, diagnosis: str = "") -> None:
+        super().__init__(f"{message}\n{diagnosis}" if diagnosis else message)
+        self.pod = pod
+        self.reason = reason
+        self.diagnosis = diagnosis
 
 
 class ImageMismatch(ClientError):

@@ -218,13 +218,24 @@ class KubernetesApi:
             NotFound: a 404 (the message names ``what`` and the server).
             ApiError: any other error answer, or no answer after the retries.
         """
-        policy = self.retry
+        return self._send(call, what, json.loads, self.retry, *args, **kwargs)
+
+    def _send(
+        self,
+        call: Callable[..., Any],
+        what: str,
+        decode: Callable[[bytes], Any],
+        policy: RetryPolicy,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        """``call`` with the raw body decoded by ``decode``, retried as ``policy`` decides (see ``call``)."""
 
         def send() -> Any:
             started = time.monotonic()
             try:
                 response = call(*args, _preload_content=False, _request_timeout=self._timeout, **kwargs)
-                body = json.loads(response.data)
+                body = decode(response.data)
             except ApiException as error:
                 logger.info("Kubernetes %s -> %s in %.3fs", what, error.status, time.monotonic() - started)
                 status = int(error.status or 0)
@@ -274,6 +285,50 @@ class KubernetesApi:
             NotFound: no such pod.
         """
         self.call(self.core.delete_namespaced_pod, f"DELETE pod {namespace}/{name}", name, namespace)
+
+    def read_pod_log(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        container: str | None = None,
+        previous: bool = False,
+        tail_lines: int | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> str:
+        """A container's log as ``kubectl logs`` reads it (``previous``: the container before the current one).
+        The credential needs ``get`` on ``pods/log``.
+
+        Raises:
+            ApiError: e.g. 400 with the kubelet's words: "previous terminated container ... not found", or
+                "container ... is waiting to start: image can't be pulled" (``detail`` holds them).
+        """
+        options = {"container": container, "previous": previous or None, "tail_lines": tail_lines}
+        text: str = self._send(
+            self.core.read_namespaced_pod_log,
+            f"GET pod {namespace}/{name} log" + (" (previous)" if previous else ""),
+            lambda data: bytes(data).decode("utf-8", errors="replace"),
+            retry or self.retry,
+            name,
+            namespace,
+            **{key: value for key, value in options.items() if value is not None},
+        )
+        return text
+
+    def list_events(
+        self, namespace: str, field_selector: str, *, retry: RetryPolicy | None = None
+    ) -> list[dict[str, Any]]:
+        """core/v1 Events of the namespace matching ``field_selector`` (e.g. ``involvedObject.name=stack-1``).
+        The credential needs ``list`` on ``events``."""
+        body = self._send(
+            self.core.list_namespaced_event,
+            f"LIST events {namespace} --field-selector {field_selector}",
+            json.loads,
+            retry or self.retry,
+            namespace,
+            field_selector=field_selector,
+        )
+        return list(body.get("items") or ())
 
     def list(self, collection: Collection) -> ObjectList:
         """The objects of ``collection`` now, and the list's resourceVersion."""

@@ -19,6 +19,7 @@ from typing import Any
 
 from clients.errors import ApiError, DeadlineExceeded, ImageMismatch, NotFound, RolloutStuck, WatchExpired
 from clients.kubernetes_api import Collection, KubernetesApi, ObjectList, Resource, WatchStream
+from clients.pod_diagnosis import diagnose_pod
 from clients.registry import image_digest
 from clients.rollout_events import (
     PodCreated,
@@ -158,7 +159,8 @@ class RolloutFollower:
 
     Raises (while iterating):
         DeadlineExceeded: not done within the timeout (names namespace/statefulset and the state).
-        RolloutStuck: a pod stayed stuck longer than the grace period (names the pod and the reason).
+        RolloutStuck: a pod stayed stuck longer than the grace period (names the pod and the reason; ends with
+            its last log lines and recent events).
         ImageMismatch: an updated pod runs another digest than the expected one.
         ApiError / NotFound: the API refused the list or watch (permissions, no such StatefulSet).
     """
@@ -400,7 +402,10 @@ class RolloutFollower:
                 raise RolloutStuck(
                     f"pod {ns}/{pod.name} of statefulset {ns}/{name} stuck for {now - since:.0f} s "
                     f"(grace {self.stuck_grace:.0f} s): {pod.stuck_reason}: {pod.stuck_message} "
-                    f"(reasons seen: {', '.join(seen)})"
+                    f"(reasons seen: {', '.join(seen)})",
+                    pod=pod.name,
+                    reason=str(pod.stuck_reason),
+                    diagnosis=diagnose_pod(self.api, self._pods.get(pod.uid) or {}, container=self.container),
                 )
 
     def _change_seen(self, update_revision: str | None, observed_generation: int) -> bool:

@@ -330,11 +330,13 @@ def _roll_back(
         report.table.add(row)
     failure.timings = []
     failed_at = next((row.stage for row in report.table.rows if row.outcome is Outcome.FAILED), failure.stage)
-    what = f"{report.tag} failed at {failed_at}: {failure.reason}"
+    # a stuck pod's reason goes on with its log lines and events: what the rollback did stays on the first line
+    headline, _, details = failure.reason.partition("\n")
+    what = f"{report.tag} failed at {failed_at}: {headline}"
 
     def ended(outcome: str) -> StageFailed:
         report.rollback = outcome
-        return StageFailed(failure.stage, f"{what}; {outcome}")
+        return StageFailed(failure.stage, f"{what}; {outcome}" + (f"\n{details}" if details else ""))
 
     if mode is not Mode.ORCHESTRATE:
         return ended("no rollback in observe mode (it writes nothing)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -147,7 +148,11 @@ class DeploymentReport:
         if self.rollback:
             lines.append(f"- **rollback**: {self.rollback}")
         if not self.succeeded:
-            lines += ["", f"**Failed stage**: {self.failed_stage or 'none'}", "", f"> {self.error}"]
+            headline, _, details = (self.error or "").partition("\n")
+            lines += ["", f"**Failed stage**: {self.failed_stage or 'none'}", "", f"> {headline}"]
+            if details:  # e.g. a stuck pod's log lines and events: kept as they are, in a block of their own
+                fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", details)), default=0))
+                lines += ["", f"{fence}text", details, fence]
         picture = timeline_svg(
             self.table.rows,
             origin=self.change_at,

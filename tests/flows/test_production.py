@@ -22,6 +22,7 @@ from tests.flows.conftest import SPEED, artifacts_of, deployment_events, scenari
 pytestmark = pytest.mark.prefect
 
 STACK = "xchem/fragalysis-stack"
+CRASH_ERROR = "ModuleNotFoundError: No module named 'viewer.squonk2'"
 OUR_AGENT = "fragalysis-cd"
 environments = count()
 
@@ -216,7 +217,7 @@ def test_a_failed_roll_out_is_rolled_back_to_the_last_good_tag(make_sandbox: Cal
     good = run(target, "1.0.3")
     assert good.is_completed(), good.message
     good_digest = sb.call(sb.registry.resolve, f"{STACK}:1.0.3")
-    sb.set_faults(crashloop=[{"namespace": "production-stack", "image": f"{STACK}:1.0.4"}])
+    sb.set_faults(crashloop=[{"namespace": "production-stack", "image": f"{STACK}:1.0.4", "error": CRASH_ERROR}])
     sb.push(STACK, "refs/tags/1.0.4", message="A bad release")
 
     bad = run(target, "1.0.4")
@@ -225,6 +226,14 @@ def test_a_failed_roll_out_is_rolled_back_to_the_last_good_tag(make_sandbox: Cal
     assert "1.0.4 failed at pod stack-1" in bad.message
     assert "CrashLoopBackOff" in bad.message
     assert f"rolled back to 1.0.3 ({good_digest}), verified" in bad.message
+    # the headline says what happened and what the rollback did; the crashed container's log and the pod's events
+    # follow on lines of their own
+    headline, _, details = bad.message.partition("\n")
+    assert headline.endswith(f"rolled back to 1.0.3 ({good_digest}), verified")
+    assert details.startswith("last 10 log lines of the previous (crashed) container stack:\n")
+    assert f"\n    {CRASH_ERROR}\n" in details
+    assert "\n    Warning BackOff (x" in details
+    assert "in pod stack-1_production-stack(" in details
     assert stack_digests(sb) == {good_digest}
     stages = [row["stage"] for row in table_of(bad)]
     assert "pod stack-1" in stages
@@ -247,6 +256,9 @@ def test_no_rollback_without_a_last_good_tag(make_sandbox: Callable[..., Sandbox
 
     assert bad.is_failed()
     assert f"no rollback: {target.environment} has no last good tag yet" in bad.message
+    # without an error of its own, the crash fault's container ends its traceback with the sandbox's default
+    default = "django.core.exceptions.ImproperlyConfigured: Error loading psycopg2 or psycopg module"
+    assert f"\n    {default}\n" in bad.message
     (event,) = deployment_events(str(bad.state_details.flow_run_id), key="run_id")
     assert event.event == "fragalysis.deployment.failed"
 

@@ -31,6 +31,7 @@ STAGE_ORDER = [
 ]
 STAGING_VC = "Staging Fragalysis Stack (Version Change)"
 OUR_AGENT = "fragalysis-cd"
+CRASH_ERROR = "ModuleNotFoundError: No module named 'viewer.squonk2'"
 
 
 def run(target: StackTarget, **parameters: Any) -> Any:
@@ -173,7 +174,7 @@ def test_failures_name_their_stage_and_publish_the_table(
     elif case == "AWX job fails":
         faults["awx_jobs"] = [{"template": STAGING_VC, "outcome": "failed"}]
     else:
-        faults["crashloop"] = [{"namespace": "staging-stack", "statefulset": "stack"}]
+        faults["crashloop"] = [{"namespace": "staging-stack", "statefulset": "stack", "error": CRASH_ERROR}]
     sb = make_sandbox(loaded, speed=SPEED, faults=faults)
     target = deploy_target(sb)
     sha = sb.push("xchem/fragalysis-frontend", "staging")
@@ -194,6 +195,13 @@ def test_failures_name_their_stage_and_publish_the_table(
     (event,) = deployment_events(sha)
     assert event.event == "fragalysis.deployment.failed"
     assert event.payload["failed_stage"] == stage
+    if case == "crash-looping pod":
+        # what an operator looks up next: the crashed container's last log lines (its error) and the pod's events
+        for shown in (state.message, event.payload["error"]):
+            assert "last 10 log lines of the previous (crashed) container stack:" in shown
+            assert f"\n    {CRASH_ERROR}\n" in shown
+            assert "\n    Warning BackOff (x" in shown
+            assert "Back-off restarting failed container stack in pod stack-1_staging-stack(" in shown
 
 
 def test_no_stage_waits_past_its_budget_times_the_factor(make_sandbox, deploy_target):

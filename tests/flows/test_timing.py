@@ -81,6 +81,17 @@ def test_summary_names_the_failed_stage_and_the_target():
     assert "not measured (target 15m 00s)" in text
 
 
+def test_summary_keeps_a_stuck_pods_log_and_events_in_a_block_of_their_own():
+    report = DeploymentReport(environment="staging", source="frontend", sha="1a2b3c4d5e", image="x/y:latest")
+    report.failed_stage = "roll-out"
+    details = "last 2 log lines of the previous (crashed) container stack:\n    x = `y`\n    ```\nevents: none"
+    report.error = f"stage 'roll-out' failed: pod staging-stack/stack-1 ... CrashLoopBackOff\n{details}"
+    text = report.summary_markdown(target_seconds=900, rollout_budget=540)
+    assert "> stage 'roll-out' failed: pod staging-stack/stack-1 ... CrashLoopBackOff\n" in text
+    # a fence longer than any run of backticks in the lines, so that none of them ends the block
+    assert f"\n````text\n{details}\n````\n" in text
+
+
 def test_render_table_aligns_columns():
     rows = [StageTiming("a", at(0), at(1.5), 2).as_row(), StageTiming("longer stage", at(0), at(3), 2).as_row()]
     lines = render_table(rows).splitlines()
