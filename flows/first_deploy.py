@@ -22,7 +22,7 @@ from flows.report import DeploymentReport, DeploymentStopped
 
 
 def _run_name() -> str:
-    return f"first deployment of {flow_run.parameters.get('target', 'staging')}"
+    return f"first deployment of {str(flow_run.parameters.get('target', 'staging'))[:64]}"
 
 
 @flow(name="first-deploy", flow_run_name=_run_name, persist_result=True, on_cancellation=[launches.on_cancellation])

@@ -26,7 +26,7 @@ def _run_name() -> str:
     parameters = flow_run.parameters
     tag = str(parameters.get("tag", ""))
     shown = tag if len(tag) <= 40 and tag.isprintable() else repr(tag[:37]) + "..."
-    return f"{parameters.get('target', 'production')} <- {shown}"
+    return f"{str(parameters.get('target', 'production'))[:64]} <- {shown}"
 
 
 @flow(
