@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any, cast
 
+from deployments import arguments
 from deployments.prefect_server import LocalPrefectServer
 
 
@@ -26,11 +27,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-wait", action="store_true", help="exit once the flow has run (for scripts)")
     parser.add_argument(
-        "--speed", type=float, default=60.0, help="sandbox speed (default 60: the 15-minute redeploy takes about 15 s)"
+        "--speed",
+        type=arguments.positive_number,
+        default=60.0,
+        help="sandbox speed (default 60: the 15-minute redeploy takes about 15 s)",
     )
-    # checked against blocks.Source once Prefect may be imported (after its settings are in the environment)
-    parser.add_argument("--source", default="frontend", help="which repository the demo commit goes to (frontend)")
-    parser.add_argument("--port", type=int, default=4200, help="the Prefect server's port")
+    parser.add_argument(
+        "--source",
+        choices=arguments.SOURCES,
+        default="frontend",
+        help="which repository the demo commit goes to (frontend)",
+    )
+    parser.add_argument("--port", type=arguments.port, default=4200, help="the Prefect server's port")
     parser.add_argument("--home", type=Path, default=Path(".prefect"), help="PREFECT_HOME (project-local)")
     parser.add_argument("--state-dir", type=Path, default=Path(".sandbox"), help="the sandbox's state files")
     return parser
@@ -42,10 +50,6 @@ def main(argv: list[str] | None = None) -> int:
     server = LocalPrefectServer(args.home.resolve(), port=args.port)
     # the flow runs in this process: point Prefect at the server before it is imported
     os.environ.update(server.environment())
-    from blocks import Source
-
-    if args.source not in set(Source):
-        parser.error(f"--source must be one of {', '.join(Source)}, not {args.source!r}")
     print(f"Starting the Prefect server ({server.ui_url}, PREFECT_HOME={args.home}) ...", flush=True)
     server.start()
     try:

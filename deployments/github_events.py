@@ -13,6 +13,12 @@ The event vocabulary (README "Webhooks"; prefect.yaml's triggers and the poller 
   Prefect's automations may create the runs of deliveries a few milliseconds apart in another order.
 - ``fragalysis.github.workflow-run`` for a ``workflow_run`` delivery (requested, in_progress, completed).
 
+Fields the events carry into flow parameters and labels (the repository, the ref, the commit sha) are checked: a
+delivery whose sha is not 40 hexadecimal digits, whose ref is over ``MAX_REF`` characters or holds white space or
+control characters, or whose repository is not an ``owner/name`` GitHub could have sent is accepted and ignored
+(200, logged with the reason, no event): it is signed, so it came from GitHub, but it can deploy nothing. A field of
+the wrong JSON type is a malformed delivery (400).
+
 The event id is a uuid5 of ``X-GitHub-Delivery``: a redelivery posts the same id, which Prefect's triggers service
 de-duplicates, so it makes no second run (FACTS.md).
 """
@@ -40,6 +46,12 @@ NONE = "none"
 
 EVENT_NAMESPACE = uuid.UUID("52f39d69-46ba-5ab7-9efb-745184537a0f")
 """Event ids are uuid5(EVENT_NAMESPACE, X-GitHub-Delivery): fixed forever, or redeliveries stop de-duplicating."""
+
+MAX_REF = 256
+"""The longest ref a push may name to make an event (git allows longer; GitHub's branch names stay well under)."""
+FULL_SHA = re.compile(r"[0-9a-f]{40}")
+REPOSITORY = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
+"""``owner/name`` as GitHub allows them: an owner of up to 39 letters, digits and dashes; a name of up to 100."""
 
 SIGNATURE_PREFIX = "sha256="
 BRANCH_PREFIX = "refs/heads/"
@@ -202,6 +214,8 @@ def translate(
     if event not in ("push", "workflow_run"):
         return Translation(ignored=f"event type {event!r} is not used")
     repository = _text(_object(payload, "repository"), "full_name")
+    if REPOSITORY.fullmatch(repository) is None:
+        return Translation(ignored=f"repository {_shown(repository)} is not an owner/name GitHub gives")
     if repository.lower() not in configured_repositories(targets):
         return Translation(ignored=f"repository {repository} is not configured")
     if event == "push":
@@ -217,6 +231,8 @@ def _push(
     occurred: datetime,
 ) -> Translation:
     ref = _text(payload, "ref")
+    if len(ref) > MAX_REF or any(ch.isspace() or not ch.isprintable() for ch in ref):
+        return Translation(ignored=f"ref {_shown(ref)} ({len(ref)} characters) is not one to deploy")
     if _flag(payload, "deleted"):
         return Translation(ignored=f"{ref} deleted")
     if ref.startswith(BRANCH_PREFIX):
@@ -228,6 +244,8 @@ def _push(
     head = payload.get("head_commit")
     # an annotated tag's ``after`` is the tag object, ``head_commit`` the commit it points at (a branch's: ``after``)
     sha = _text(head, "id") if isinstance(head, Mapping) else _text(payload, "after")
+    if FULL_SHA.fullmatch(sha) is None:
+        return Translation(ignored=f"the pushed commit's sha {_shown(sha)} is not 40 hexadecimal digits")
     pusher = payload.get("pusher")
     source = source_of(targets, repository, ref_kind, name)
     routes = route_push(targets, repository, ref_kind, name) or [Route(target="", environment=NONE)]
@@ -278,6 +296,9 @@ def _workflow_run(delivery: str, payload: Mapping[str, Any], repository: str, oc
     if head_branch is not None and not isinstance(head_branch, str):
         raise PayloadError("workflow_run.head_branch must be a string or null")
     workflow = _text(run, "name")
+    head_sha = _text(run, "head_sha")
+    if FULL_SHA.fullmatch(head_sha) is None:
+        return Translation(ignored=f"the run's head_sha {_shown(head_sha)} is not 40 hexadecimal digits")
     return Translation(
         events=[
             {
@@ -298,7 +319,7 @@ def _workflow_run(delivery: str, payload: Mapping[str, Any], repository: str, oc
                     "action": action,
                     "run_id": _integer(run, "id"),
                     "run_attempt": _integer(run, "run_attempt", default=1),
-                    "head_sha": _text(run, "head_sha"),
+                    "head_sha": head_sha,
                     "head_branch": head_branch or "",
                     "event": _text(run, "event"),
                     "status": _text(run, "status"),
@@ -312,6 +333,12 @@ def _workflow_run(delivery: str, payload: Mapping[str, Any], repository: str, oc
 
 
 # ---------------------------------------------------------------- typed reads of the payload
+
+
+def _shown(value: str, limit: int = 48) -> str:
+    """A value as an ignore reason quotes it: repr, cut (a refused value may be 25 MB)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _object(payload: Mapping[str, Any], key: str) -> Mapping[str, Any]:

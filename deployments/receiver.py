@@ -7,7 +7,9 @@ secret, turns ``push`` and ``workflow_run`` deliveries into events and posts the
 Answers (GitHub shows them on the hook's "Recent Deliveries"):
 
 - 202: verified and posted to Prefect (the body lists the event ids);
-- 200: verified and deliberately ignored (ping, a deleted ref, an unconfigured repository, an unused event type);
+- 200: verified and deliberately ignored (ping, a deleted ref, an unconfigured repository, an unused event type,
+  a sha that is not 40 hex digits or an oversized or unprintable ref: ``github_events.py`` says why it can deploy
+  nothing); the log line gives the reason;
 - 400: not a well-formed delivery (bad JSON or form, missing headers or fields); 401: unsigned or wrongly signed;
   413: the body is over ``max_body_bytes``; 415: a content type GitHub does not send;
 - 502: Prefect did not take the events. GitHub does not redeliver by itself: the poller catches up, or redeliver
@@ -46,6 +48,8 @@ from deployments.github_events import (
 logger = logging.getLogger(__name__)
 
 PATH = "/github"
+MAX_HEADER = 128
+"""The longest X-GitHub-Event / X-GitHub-Delivery taken (GitHub's are an event name and a GUID)."""
 MAX_BODY_BYTES = 25 * 1024 * 1024
 """GitHub caps webhook payloads at 25 MB."""
 PREFECT_TIMEOUT = httpx.Timeout(8.0, connect=3.0)
@@ -224,8 +228,9 @@ class Receiver:
     async def _answer(self, request: Request, delivery: str, event: str) -> Response:
         def outcome(status: int, text: str, **extra: Any) -> Response:
             level = logging.INFO if status < 400 else logging.WARNING
-            logger.log(level, "delivery %s (%s): %s %s", delivery or "-", event or "-", status, text)
-            return JSONResponse({"delivery": delivery, "outcome": text, **extra}, status_code=status)
+            shown = delivery[:MAX_HEADER]  # the headers are anyone's until the signature is checked: cut them
+            logger.log(level, "delivery %s (%s): %s %s", shown or "-", event[:MAX_HEADER] or "-", status, text)
+            return JSONResponse({"delivery": shown, "outcome": text, **extra}, status_code=status)
 
         try:
             body = await self._read_body(request)
@@ -237,6 +242,8 @@ class Receiver:
             return outcome(401, "missing or wrong X-Hub-Signature-256")
         if not delivery or not event:
             return outcome(400, "X-GitHub-Event and X-GitHub-Delivery are required")
+        if len(delivery) > MAX_HEADER or len(event) > MAX_HEADER:
+            return outcome(400, f"X-GitHub-Event and X-GitHub-Delivery have at most {MAX_HEADER} characters")
         try:
             payload = decode_payload(body, request.headers.get("content-type"))
             translation = translate(event, delivery, payload, self.targets, occurred=datetime.now(UTC))

@@ -31,6 +31,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, cast
 
+from deployments import arguments
 from deployments.prefect_server import LocalPrefectServer
 
 # nothing here imports prefect at the top: its settings are read from the environment when it is first imported
@@ -52,31 +53,38 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fragalysis-cd serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--home", type=Path, default=Path(".prefect"), help="PREFECT_HOME (default .prefect)")
-    parser.add_argument("--port", type=int, default=4200, help="the Prefect server's port (default 4200)")
+    parser.add_argument("--port", type=arguments.port, default=4200, help="the Prefect server's port (default 4200)")
     parser.add_argument("--receiver-host", default="127.0.0.1", help="the webhook receiver's address (loopback)")
-    parser.add_argument("--receiver-port", type=int, default=DEFAULT_RECEIVER_PORT, help="its port (0: a free one)")
+    parser.add_argument(
+        "--receiver-port", type=arguments.port, default=DEFAULT_RECEIVER_PORT, help="its port (0: a free one)"
+    )
     parser.add_argument(
         "--targets",
-        default="staging,production",
+        type=arguments.block_names,
+        default=["staging", "production"],
         help="the StackTarget blocks the receiver routes pushes for (default staging,production)",
     )
     parser.add_argument(
         "--poll",
-        type=float,
+        type=arguments.positive_number,
         default=DEFAULT_POLL_SECONDS,
         help="seconds between the runner's queries for runs to start (PREFECT_RUNNER_POLL_FREQUENCY; Prefect's "
         "default is 10)",
     )
-    parser.add_argument("--limit", type=int, help="flow runs at once (python -m deployments.serving's default)")
+    parser.add_argument(
+        "--limit", type=arguments.positive_integer, help="flow runs at once (python -m deployments.serving's default)"
+    )
     parser.add_argument("--sandbox", action="store_true", help="against a sandbox (orchestrate mode), started here")
     parser.add_argument("--state-dir", type=Path, default=Path(".sandbox"), help="with --sandbox: its state files")
-    parser.add_argument("--speed", type=float, default=60.0, help="with --sandbox: its speed (default 60)")
+    parser.add_argument(
+        "--speed", type=arguments.positive_number, default=60.0, help="with --sandbox: its speed (default 60)"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    targets = [name.strip() for name in args.targets.split(",") if name.strip()]
+    targets: list[str] = args.targets
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the receiver logs each delivery itself
 

@@ -11,21 +11,18 @@ From Python::
 
 from __future__ import annotations
 
-from typing import cast
-
 from prefect import flow
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Cancelled
 
-from blocks import StackTarget
-from flows import launches
+from flows import inputs, launches
 from flows.pipeline import deploy_first
 from flows.report import DeploymentReport, DeploymentStopped
 
 
 def _run_name() -> str:
-    return f"first deployment of {flow_run.parameters.get('target', 'staging')}"
+    return f"first deployment of {str(flow_run.parameters.get('target', 'staging'))[:64]}"
 
 
 @flow(name="first-deploy", flow_run_name=_run_name, persist_result=True, on_cancellation=[launches.on_cancellation])
@@ -37,6 +34,6 @@ def first_deploy(target: str = "staging", force: bool = False) -> DeploymentRepo
         force: launch the template even when the StatefulSet exists already.
     """
     try:
-        return deploy_first(cast(StackTarget, StackTarget.load(target)), force=force)
+        return deploy_first(inputs.load_target(target), force=force)
     except DeploymentStopped as stopped:
         return Cancelled(message=str(stopped))

@@ -21,7 +21,7 @@ from prefect.runtime import flow_run
 from blocks import Mode, Source, StackTarget
 from clients.errors import ClientError, NotFound
 from clients.rollout_events import RolloutSnapshot
-from flows import approval, environments, last_good, launches, progress
+from flows import approval, environments, inputs, last_good, launches, progress
 from flows.publish import publish
 from flows.report import DeploymentOutcome, DeploymentReport, DeploymentStopped, StageFailed
 from flows.results import ImageCheck, StageResult
@@ -60,14 +60,20 @@ def deploy_commit(
     Raises:
         StageFailed: a stage failed; its message names the stage, the remote object and its URL.
     """
-    try:
-        source = Source(source)
-    except ValueError:
-        raise ValueError(f"source must be one of {', '.join(Source)}, not {source!r}") from None
+    source, sha = inputs.check_source(source), inputs.check_sha(sha)  # malformed: refused before anything
     report = DeploymentReport(environment=target.environment, source=source, sha=sha, image=target.image)
-    with _deployment(target, report, check=lambda: guard(target, production=False)) as services:
+
+    def checks(services: Services) -> None:
+        guard(target, production=False)
+        if source not in target.sources:
+            raise inputs.refuse(f"the target {target.environment!r} has no source '{source}'")
+        if sha:  # runs, events and reports carry full shas: a short one is expanded before anything else
+            report.sha = inputs.full_sha(services.github, target.sources[source].repository, sha)
+
+    with _deployment(target, report, check=checks) as services:
         mode = Mode(mode or target.mode)
         repo = target.sources[source]
+        sha = report.sha
         with _client_errors("source build"):
             report.sha = sha = sha or services.github.branch_head(repo.repository, repo.branch)
             commit = services.github.commit(repo.repository, sha)
@@ -116,7 +122,7 @@ def deploy_tag(
     report.started_by = "tag push"
     logger = get_run_logger()
 
-    def checks() -> None:
+    def checks(_: Services) -> None:
         try:
             check_tag(tag, target.tag_pattern)
         except TagRefused as refused:
@@ -187,7 +193,7 @@ def deploy_first(target: StackTarget, *, force: bool = False) -> DeploymentRepor
     """
     report = DeploymentReport(environment=target.environment, source="first deployment", sha=None, image=target.image)
     report.started_by = "launch"
-    with _deployment(target, report, check=lambda: guard(target, production=target.production)) as services:
+    with _deployment(target, report, check=lambda _: guard(target, production=target.production)) as services:
         with _client_errors("first deployment"):
             running = _running_tag(services, exists=True)
         where = f"{target.namespace}/{target.statefulset}"
@@ -246,17 +252,21 @@ def guard(target: StackTarget, *, production: bool) -> None:
 
 
 @contextmanager
-def _deployment(target: StackTarget, report: DeploymentReport, *, check: Callable[[], None]) -> Iterator[Services]:
-    """The clients of one deployment, run while it holds its environment (after ``check``, the checks that need
-    nothing remote); the outcome recorded and published whatever happens (but not while the run is suspended for
-    an approval: it runs again from the top when resumed)."""
+def _deployment(
+    target: StackTarget, report: DeploymentReport, *, check: Callable[[Services], None]
+) -> Iterator[Services]:
+    """The clients of one deployment, run while it holds its environment (after ``check``, the checks of the
+    request, which may only read: a short sha's expansion through GitHub); the outcome recorded and published
+    whatever happens (but not while the run is suspended for an approval: it runs again from the top when
+    resumed)."""
     report.run_id = str(flow_run.id) if flow_run.id else None
     progress.begin(report)
     suspended = interrupted_run = False
     try:
-        check()
-        with environments.hold(target.environment, environments.Me.current()), Services(target) as services:
-            yield services
+        with Services(target) as services:
+            check(services)
+            with environments.hold(target.environment, environments.Me.current()):
+                yield services
     except environments.Superseded as superseded:
         report.outcome = DeploymentOutcome.SUPERSEDED
         report.error = str(superseded)

@@ -10,15 +10,14 @@ From Python (a plain call pauses in this process for the approval; run it throug
 from __future__ import annotations
 
 from datetime import datetime
-from typing import cast
 
 from prefect import flow
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Cancelled
 
-from blocks import Mode, StackTarget
-from flows import launches
+from blocks import Mode
+from flows import inputs, launches
 from flows.pipeline import deploy_tag
 from flows.report import DeploymentReport, DeploymentStopped
 
@@ -27,7 +26,7 @@ def _run_name() -> str:
     parameters = flow_run.parameters
     tag = str(parameters.get("tag", ""))
     shown = tag if len(tag) <= 40 and tag.isprintable() else repr(tag[:37]) + "..."
-    return f"{parameters.get('target', 'production')} <- {shown}"
+    return f"{str(parameters.get('target', 'production'))[:64]} <- {shown}"
 
 
 @flow(
@@ -57,7 +56,7 @@ def deploy_to_production(
         requested_at: when the tag was pushed (the webhook trigger passes it); of the deploys waiting for production
             the newest request goes on. Empty: when this run was created.
     """
-    stack_target = cast(StackTarget, StackTarget.load(target))
+    stack_target = inputs.load_target(target)  # the tag policy is checked next, before any request
     try:
         return deploy_tag(stack_target, tag=tag, mode=mode, allow_downgrade=allow_downgrade)
     except DeploymentStopped as stopped:

@@ -10,15 +10,14 @@ From Python::
 from __future__ import annotations
 
 from datetime import datetime
-from typing import cast
 
 from prefect import flow
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Cancelled
 
-from blocks import Mode, Source, StackTarget
-from flows import launches
+from blocks import Mode, Source
+from flows import inputs, launches
 from flows.pipeline import deploy_commit
 from flows.report import DeploymentReport, DeploymentStopped
 
@@ -27,7 +26,9 @@ def _run_name() -> str:
     parameters = flow_run.parameters
     sha = parameters.get("sha")
     where = str(sha)[:7] if sha else "head"
-    return f"{parameters.get('target', 'staging')} <- {Source(parameters.get('source', Source.FRONTEND))}@{where}"
+    # cut to size: a refused parameter may be anything (the run fails at its "input" stage, under this name)
+    target, source = str(parameters.get("target", "staging")), str(parameters.get("source", Source.FRONTEND))
+    return f"{target[:64]} <- {source[:16]}@{where}"
 
 
 @flow(
@@ -55,7 +56,7 @@ def deploy_to_staging(
         requested_at: when the change was pushed (the webhook triggers pass it); of the deploys waiting for the
             environment the newest request goes on. Empty: when this run was created.
     """
-    stack_target = cast(StackTarget, StackTarget.load(target))
+    stack_target = inputs.load_target(target)  # a bad sha or source is refused next, before any request
     try:
         return deploy_commit(stack_target, source=source, sha=sha, mode=mode)
     except DeploymentStopped as stopped:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 import httpx
 
 from sandbox.runtime import DEFAULT_PORTS, SERVICES, Sandbox
-from sandbox.scenario import builtin_scenarios, load_scenario
+from sandbox.scenario import ScenarioError, builtin_scenarios, load_scenario
 
 DEFAULT_STATE_DIR = Path(".sandbox")
 
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     push = sub.add_parser("push", help="push a commit to a branch or tag of a running sandbox")
     push.add_argument("repository", help="e.g. xchem/fragalysis-frontend")
     push.add_argument("ref", help="a branch (staging), refs/heads/staging or refs/tags/1.0.3")
-    push.add_argument("--sha", help="the commit sha (a new one by default)")
+    push.add_argument("--sha", type=_full_sha, help="the commit sha, 40 hex digits (a new one by default)")
     push.add_argument("--message", default="", help="the commit message")
     push.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
 
@@ -62,7 +63,7 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--speed",
-        type=float,
+        type=_positive,
         default=1.0,
         help="modelled seconds per real second (60: the 15-minute redeploy takes 15 s)",
     )
@@ -84,11 +85,32 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--developers", type=int, help="with --scenario developers: how many stacks")
 
 
+def _full_sha(text: str) -> str:
+    if re.fullmatch(r"[0-9a-fA-F]{40}", text) is None:
+        shown = text if len(text) <= 48 else text[:45] + "..."
+        raise argparse.ArgumentTypeError(f"a commit sha is 40 hexadecimal digits, not {shown!r}")
+    return text.lower()
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
 def serve(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.developers is not None:
         overrides["developer_stacks"] = {"count": args.developers}
-    scenario = load_scenario(args.scenario, **overrides)
+    try:
+        scenario = load_scenario(args.scenario, **overrides)
+    except (ScenarioError, FileNotFoundError) as error:
+        print(f"python -m sandbox: {error}", file=sys.stderr)
+        return 2
     ports = {service: getattr(args, f"{service}_port") for service in SERVICES}
     sandbox = Sandbox(scenario, speed=args.speed, host=args.host, ports=ports, seed=args.seed)
     stop = threading.Event()

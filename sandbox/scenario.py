@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
+
+
+Seconds = Annotated[float, Field(ge=0)]
+"""A duration in (modelled, unless said otherwise) seconds: never negative."""
+Rate = Annotated[float, Field(ge=0, le=1)]
+"""A probability per request, 0 to 1."""
+Count = Annotated[int, Field(ge=0)]
+"""A number of things: never negative."""
 
 
 class _Model(BaseModel):
@@ -86,8 +94,8 @@ class Workflow(_Model):
     push: PushTrigger | None = None
     dispatch_inputs: dict[str, DispatchInput] | None = None
     """``None``: the workflow has no ``workflow_dispatch`` trigger."""
-    queued_seconds: float = 10.0
-    duration_seconds: float = 240.0
+    queued_seconds: Seconds = 10.0
+    duration_seconds: Seconds = 240.0
     steps: list[str] = Field(default_factory=lambda: ["Set up job", "Checkout", "Build", "Push", "Complete job"])
     image: ImageBuild | None = None
     downstream: list[Downstream] = Field(default_factory=list)
@@ -112,8 +120,8 @@ class Webhook(_Model):
 
 class GitHubScenario(_Model):
     token: str = "ghp_sandboxTokenForFragalysisCd0000000000"
-    rate_limit: int = 5000
-    rate_limit_window_seconds: float = 3600.0
+    rate_limit: Count = 5000
+    rate_limit_window_seconds: Seconds = 3600.0
     """Real seconds (not scaled): GitHub's reset is an epoch time."""
     return_run_details: bool = True
     """False: behave like an older GitHub Enterprise that rejects ``return_run_details`` with 400."""
@@ -142,11 +150,11 @@ class JobTemplate(_Model):
     namespace: str = "staging-stack"
     statefulset: str = "stack"
     image: str = "xchem/fragalysis-stack"
-    replicas: int = 2
+    replicas: Count = 2
     image_var: str = "stack_image_tag"
-    start_seconds: float = 30.0
+    start_seconds: Seconds = 30.0
     """pending -> running: AWX scheduling and the execution environment starting."""
-    timeout_seconds: float = 1800.0
+    timeout_seconds: Seconds = 1800.0
     """The template's job timeout (modelled seconds): the playbook's roll-out wait gives up after it."""
 
 
@@ -180,23 +188,23 @@ class RegistryScenario(_Model):
 class PodTimings(_Model):
     """Modelled seconds for each step of a pod's life."""
 
-    terminate_seconds: float = 10.0
-    schedule_seconds: float = 1.0
-    pull_seconds: float = 10.0
-    start_seconds: float = 2.0
-    readiness_delay_seconds: float = 160.0
-    crash_seconds: float = 5.0
+    terminate_seconds: Seconds = 10.0
+    schedule_seconds: Seconds = 1.0
+    pull_seconds: Seconds = 10.0
+    start_seconds: Seconds = 2.0
+    readiness_delay_seconds: Seconds = 160.0
+    crash_seconds: Seconds = 5.0
     """How long a crash-looping container runs before it exits."""
 
 
 class StatefulSetSpec(_Model):
     name: str = "stack"
-    replicas: int = 2
+    replicas: Count = 2
     image: str = "xchem/fragalysis-stack:latest"
     container: str = "stack"
     labels: dict[str, str] = Field(default_factory=lambda: {"name": "stack"})
     pod_management_policy: Literal["OrderedReady", "Parallel"] = "OrderedReady"
-    partition: int = 0
+    partition: Count = 0
 
 
 class Namespace(_Model):
@@ -214,7 +222,7 @@ class KubernetesScenario(_Model):
     version: str = "v1.31.0"
     namespaces: list[Namespace] = Field(default_factory=list)
     pod_timings: PodTimings = Field(default_factory=PodTimings)
-    history_size: int = 1000
+    history_size: Count = 1000
     """Watch events kept; a watch from a resourceVersion older than these gets 410 Gone."""
     anonymous_auth: bool = True
     """Requests without credentials are allowed (an apiserver with anonymous auth bound to full access, as
@@ -228,17 +236,17 @@ class KubernetesScenario(_Model):
 class HttpFaults(_Model):
     """Faults on one emulator's HTTP layer. Rates are probabilities per request (seeded)."""
 
-    error_rate: float = 0.0
-    error_status: int = 503
-    rate_limit_rate: float = 0.0
-    retry_after_seconds: int = 1
-    drop_rate: float = 0.0
-    lose_answer_rate: float = 0.0
+    error_rate: Rate = 0.0
+    error_status: Annotated[int, Field(ge=400, le=599)] = 503
+    rate_limit_rate: Rate = 0.0
+    retry_after_seconds: Annotated[int, Field(ge=0)] = 1
+    drop_rate: Rate = 0.0
+    lose_answer_rate: Rate = 0.0
     """The request is served (a launch creates its job) but the connection drops before the answer."""
-    slow_rate: float = 0.0
-    slow_seconds: float = 2.0
+    slow_rate: Rate = 0.0
+    slow_seconds: Seconds = 2.0
     """Real seconds (not scaled)."""
-    fail_next: int = 0
+    fail_next: Count = 0
     """The next N requests (other than control requests) get ``error_status``; counts down."""
     paths: str | None = None
     """A regular expression: only matching paths get faults (all when unset)."""
@@ -264,14 +272,14 @@ class BuildFault(_Model):
     repository: str
     workflow: str
     step: str = "Build"
-    count: int | None = None
+    count: Count | None = None
     """How many runs fail (None: all)."""
 
 
 class AwxJobFault(_Model):
     template: str
     outcome: Literal["failed", "error", "pending"] = "failed"
-    count: int | None = None
+    count: Count | None = None
 
 
 class CrashLoopFault(_Model):
@@ -302,7 +310,7 @@ class Faults(_Model):
     crashloop: list[CrashLoopFault] = Field(default_factory=list)
     missing_images: list[str] = Field(default_factory=list)
     """Image references (``name:tag``) that builds do not push and the registry does not serve."""
-    watch_expire_seconds: float | None = None
+    watch_expire_seconds: Seconds | None = None
     """Real seconds after which the Kubernetes emulator ends every watch and compacts its history, so
     that the next watch from an old resourceVersion gets 410 Gone."""
 
@@ -314,9 +322,9 @@ class DeveloperStacks(_Model):
     """Expands to ``count`` developer stacks: namespace ``stack-<user>-default`` with StatefulSet ``stack``
     and template ``User (<user>) Developer Fragalysis Stack (Version Change)``."""
 
-    count: int = 5
+    count: Count = 5
     user_prefix: str = "dev"
-    replicas: int = 1
+    replicas: Count = 1
 
 
 class Scenario(_Model):
@@ -377,6 +385,30 @@ def load_scenario(name_or_path: str | Path = "fragalysis", **overrides: Any) -> 
         raise FileNotFoundError(
             f"no scenario {str(name_or_path)!r}: give a YAML file or one of {', '.join(builtin_scenarios())}"
         )
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ScenarioError(f"scenario {path}: not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"scenario {path}: the file holds a YAML {type(data).__name__}, not a mapping of sections")
     data.update(overrides)
-    return Scenario.model_validate(data)
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as error:
+        raise ScenarioError(f"scenario {path}: {_problems(error)}") from None
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be used; the message names the file and each field at fault."""
+
+
+def _problems(error: ValidationError) -> str:
+    """Pydantic's errors one per line, each naming its field by path (``faults.github.error_rate``)."""
+    lines = []
+    for problem in error.errors(include_url=False):
+        where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        value = repr(problem.get("input"))
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        lines.append(f"{where}: {problem['msg']} (got {shown})")
+    count = len(lines)
+    return f"{count} problem{'s' if count > 1 else ''}\n  " + "\n  ".join(lines)

@@ -285,6 +285,16 @@ def test_a_production_targets_own_tag_pattern_decides():
         ("push", push(FRONTEND, "refs/notes/commits"), "neither a branch nor a tag"),
         ("issues", {"action": "opened"}, "'issues' is not used"),
         ("star", {}, "'star' is not used"),
+        # values the events would carry into flow parameters and labels, which can deploy nothing
+        ("push", push(FRONTEND, "refs/heads/staging", head_commit={"id": "a" * 39}), "is not 40 hexadecimal"),
+        ("push", push(FRONTEND, "refs/heads/staging", head_commit={"id": "A" * 40}), "is not 40 hexadecimal"),
+        ("push", push(FRONTEND, "refs/heads/staging", head_commit={"id": "a" * 5000}), "is not 40 hexadecimal"),
+        ("push", push(FRONTEND, "refs/heads/staging", head_commit=None, after="main"), "is not 40 hexadecimal"),
+        ("push", push(FRONTEND, "refs/heads/" + "s" * 5000), "(5011 characters) is not one to deploy"),
+        ("push", push(FRONTEND, "refs/heads/staging\n"), "is not one to deploy"),
+        ("push", push("x" * 5000 + "/y", "refs/heads/staging"), "is not an owner/name GitHub gives"),
+        ("push", push("xchem/fragalysis frontend", "refs/heads/staging"), "is not an owner/name GitHub gives"),
+        ("workflow_run", {"action": "completed", "repository": {"full_name": "a"}}, "is not an owner/name"),
     ],
 )
 def test_deliveries_that_are_accepted_but_make_no_event(event: str, payload: dict[str, Any], reason: str):
@@ -292,6 +302,16 @@ def test_deliveries_that_are_accepted_but_make_no_event(event: str, payload: dic
     assert translation.events == []
     assert translation.ignored is not None
     assert reason in translation.ignored
+    assert len(translation.ignored) < 200, "a huge value is cut in the reason"
+
+
+def test_a_workflow_run_with_a_malformed_head_sha_makes_no_event():
+    payload = workflow_run("completed", "completed", "success")
+    payload["workflow_run"]["head_sha"] = "z" * 40
+    translation = translate("workflow_run", "d", payload, TARGETS, occurred=WHEN)
+    assert translation.events == []
+    assert translation.ignored is not None
+    assert "head_sha 'zzz" in translation.ignored
 
 
 @pytest.mark.parametrize(

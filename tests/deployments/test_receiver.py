@@ -334,3 +334,38 @@ def test_the_receiver_refuses_to_start_without_one_secret(prefect_api: Capture):
         Receiver({"staging": target("staging", secret=None)}, api_url=prefect_api.url)
     with pytest.raises(ReceiverConfigError, match="different webhook secrets"):
         Receiver({"a": target("staging"), "b": target("production", secret="other")}, api_url=prefect_api.url)
+
+
+@pytest.mark.parametrize(
+    ("payload", "says"),
+    [
+        (push(FRONTEND, "refs/heads/staging", head_commit={"id": "f" * 2000}), "is not 40 hexadecimal digits"),
+        (push(FRONTEND, "refs/heads/" + "s" * 2000), "is not one to deploy"),
+        (push("o" * 2000 + "/name", "refs/heads/staging"), "is not an owner/name GitHub gives"),
+    ],
+)
+def test_malformed_values_are_accepted_ignored_and_logged_cut(
+    receiver: Receiver, prefect_api: Capture, caplog: pytest.LogCaptureFixture, payload: dict[str, Any], says: str
+):
+    caplog.set_level(logging.INFO, logger="deployments.receiver")
+    answer = deliver(receiver, payload, delivery="d-malformed")
+    assert answer.status_code == 200, answer.text
+    assert says in answer.json()["outcome"]
+    assert prefect_api.requests == [], "no event"
+    (line,) = [
+        r.getMessage() for r in caplog.records if r.name == "deployments.receiver" and "d-malformed" in r.getMessage()
+    ]
+    assert "200 ignored: " in line
+    assert says in line
+    assert len(line) < 300, "the 2,000-character value is not logged whole"
+
+
+def test_oversized_delivery_headers_get_400_and_are_logged_cut(
+    receiver: Receiver, prefect_api: Capture, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.INFO, logger="deployments.receiver")
+    answer = deliver(receiver, push(FRONTEND, "refs/heads/staging"), delivery="d" * 5000)
+    assert answer.status_code == 400
+    assert "at most 128 characters" in answer.json()["outcome"]
+    assert prefect_api.requests == []
+    assert "d" * 129 not in caplog.text

@@ -101,3 +101,40 @@ def test_serve_push_faults_and_stop(tmp_path: Path, stop_signal: signal.Signals)
     assert endpoints["github"]["token"] in output, "it prints the tokens a user needs"
     assert "stopping the sandbox" in output
     assert "Traceback" not in output
+
+
+# ---------------------------------------------------------------- bad input, refused before anything starts
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["push", "xchem/fragalysis-frontend", "staging", "--sha", "1234abc"], "40 hexadecimal digits"),
+        (["push", "xchem/fragalysis-frontend", "staging", "--sha", "g" * 40], "40 hexadecimal digits"),
+        (["push", "xchem/fragalysis-frontend", "staging", "--sha", "a" * 5000], "..."),
+        (["--speed", "0"], "must be a positive number"),
+        (["--speed", "-60"], "must be a positive number"),
+        (["--speed", "fast"], "not a number"),
+    ],
+)
+def test_bad_arguments_are_refused_by_the_parser(argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]):
+    from sandbox.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--state-dir", "/nonexistent-sandbox-state"])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert expected in error, error
+    assert len(error) < 2000, "a 5,000-character value is not echoed whole"
+
+
+def test_a_malformed_scenario_file_is_refused_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from sandbox.cli import main
+
+    scenario = tmp_path / "broken.yaml"
+    scenario.write_text("faults:\n  github:\n    error_rate: -1\n")
+    assert main(["--scenario", str(scenario), "--state-dir", str(tmp_path / "state")]) == 2
+    error = capsys.readouterr().err
+    assert f"scenario {scenario}" in error
+    assert "faults.github.error_rate" in error
+    assert not (tmp_path / "state").exists(), "nothing was started"
