@@ -221,6 +221,7 @@ def test_a_staging_deploy_announces_its_success_once(
     assert lines["run"].endswith(f"/runs/flow-run/{run_id}")
     everything = json.dumps(message)
     assert not [secret for secret in secret_values(target) if secret in everything], "no secret in a message"
+
     # the run's labels say where it got to (sent in the background: on a loaded machine the last one may come after
     # the run's end, which waits for it only FLUSH_SECONDS)
     def final_labels() -> dict[str, Any] | None:
