@@ -39,7 +39,7 @@ from flows.stages import (
     watch_rollout,
 )
 from flows.stopping import Stop
-from flows.tags import TagRefused, check_tag, is_older, is_production_grade
+from flows.tags import MAX_LENGTH, TagRefused, check_tag, is_older, is_production_grade, shown
 from flows.timing import APPROVAL, Outcome, StageTiming, format_seconds, lead_time_rows
 
 R = TypeVar("R", bound=StageResult)
@@ -116,8 +116,14 @@ def deploy_tag(
         StageFailed: a stage failed (after a rollback too: the report says whether it was verified).
         DeploymentStopped: rejected, or no decision in time; nothing was deployed.
     """
+    # a tag the policy will refuse for its length is carried cut short by the report, its event and artifacts
+    reported = tag if len(tag) <= MAX_LENGTH else shown(tag)
     report = DeploymentReport(
-        environment=target.environment, source=Source.STACK, sha=None, tag=tag, image=f"{target.stack_image}:{tag}"
+        environment=target.environment,
+        source=Source.STACK,
+        sha=None,
+        tag=reported,
+        image=f"{target.stack_image}:{reported}",
     )
     report.started_by = "tag push"
     logger = get_run_logger()

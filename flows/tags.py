@@ -10,18 +10,22 @@ import re
 
 from blocks import PRODUCTION_TAG
 
-__all__ = ["PRODUCTION_TAG", "TagRefused", "check_tag", "is_older", "version_key"]
+__all__ = ["PRODUCTION_TAG", "TagRefused", "check_tag", "is_older", "shown", "version_key"]
 
 MAX_LENGTH = 128
 """A Docker image tag has at most 128 characters (the distribution spec's tag grammar)."""
+
+
+def shown(tag: str, limit: int = 40) -> str:
+    """``tag`` as reports, events and messages carry it: cut to ``limit`` characters (a refused tag may be huge)."""
+    return tag if len(tag) <= limit else tag[: limit - 3] + "..."
 
 
 class TagRefused(ValueError):
     """A tag that may not be deployed; the message names the rule it broke."""
 
     def __init__(self, tag: str, rule: str) -> None:
-        shown = tag if len(tag) <= 40 else tag[:37] + "..."
-        super().__init__(f"tag {shown!r} refused: {rule}")
+        super().__init__(f"tag {shown(tag)!r} refused: {rule}")
         self.tag = tag
         self.rule = rule
 

@@ -62,7 +62,7 @@ BAD_TAGS = {
     "staging": "matches",
     "": "a tag is required",
     "1.2.3\n": "no white space",
-    "9" * 300: "at most 128 characters",
+    "9" * 5000: "at most 128 characters",
     "release/1.2.3": "no '/'",
     "1.2 .3": "no white space",
 }
@@ -71,12 +71,23 @@ BAD_TAGS = {
 def test_bad_tags_are_refused_before_any_request(make_sandbox: Callable[..., Sandbox], deploy_target):
     sb = make_sandbox(scenario(), speed=SPEED)
     target = production(deploy_target, sb)
+    states = {}
     for tag, rule in BAD_TAGS.items():
-        state = run(target, tag)
+        states[tag] = state = run(target, tag)
         assert state.is_failed(), tag
         assert "stage 'tag policy' failed" in state.message
         assert rule in state.message, (tag, state.message)
+        assert len(state.message) < 300
     assert ours(sb) == [], "a refused tag makes no request of ours at all"
+    # a huge tag is carried cut short by the run's event and artifacts
+    huge = states["9" * 5000].state_details.flow_run_id
+    (event,) = deployment_events(str(huge), key="run_id")
+    assert event.payload["failed_stage"] == "tag policy"
+    assert event.payload["tag"] == "9" * 37 + "..."
+    assert len(event.payload["image"]) < 100
+    for artifact in artifacts_of(huge):
+        assert len(artifact.description or "") < 200
+        assert "9" * 129 not in str(artifact.data)
 
 
 def test_a_tag_is_deployed_to_production(make_sandbox: Callable[..., Sandbox], deploy_target):
