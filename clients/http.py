@@ -19,7 +19,7 @@ import httpx
 from pydantic import SecretStr
 
 from clients.errors import ApiError, NotFound, RateLimited
-from clients.retry import RATE_LIMIT_STATUSES, Retry, RetryPolicy, requested_wait
+from clients.retry import RATE_LIMIT_STATUSES, Retry, RetryPolicy, requested_wait, resets_at
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +199,8 @@ class HttpService(Closable):
         return RateLimited(
             f"{self.service} rate limit: {method} {url} answered {response.status_code}"
             + (f" ({detail})" if detail else "")
-            + f"; it asks to wait {wait:.0f} s (we wait at most {policy.max_retry_after:.0f} s)",
+            + f"; it asks to wait {wait:.0f} s: the limit resets at {resets_at(wait)} "
+            + f"(we wait at most {policy.max_retry_after:.0f} s)",
             retry_after=wait,
             status=response.status_code,
             url=url,
@@ -208,7 +209,8 @@ class HttpService(Closable):
 
     def _no_answer(self, method: str, path: str, error: BaseException | None) -> ApiError:
         url = self.url(path)
-        kind = type(error).__name__ if error else "no answer"
+        # the transport's own words say what went wrong (a TLS handshake, a refused connection), never a header
+        kind = (f"{type(error).__name__}: {error}" if str(error) else type(error).__name__) if error else "no answer"
         return ApiError(f"{self.service}: {method} {url} got no answer ({kind})", url=url)
 
     def error_for(self, method: str, path: str, response: httpx.Response) -> ApiError:

@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
@@ -144,6 +145,13 @@ def retry_after(value: str | None, *, now: float | None = None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, moment - (time.time() if now is None else now))
+
+
+def resets_at(wait: float, *, now: float | None = None) -> str:
+    """When a wait of ``wait`` seconds from ``now`` (``time.time()``) ends, in UTC: the moment a rate limit resets,
+    for messages ("the limit resets at 2026-11-30 23:59:59 UTC")."""
+    moment = (time.time() if now is None else now) + wait
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def requested_wait(status: int, headers: Mapping[str, str]) -> float | None:
