@@ -4,8 +4,10 @@ honoured up to a cap, non-idempotent requests repeated only when the server did 
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 import time
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -101,6 +103,11 @@ def test_a_retry_after_past_the_cap_raises_rate_limited_at_once() -> None:
         http.get_json("/thing")
     assert caught.value.retry_after == 3600
     assert routes.count("GET", "/thing") == 1
+    # when to come back, not only how long: the reset's moment in UTC, an hour from now
+    found = re.search(r"the limit resets at (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", str(caught.value))
+    assert found, str(caught.value)
+    reset = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    assert abs((reset - datetime.now(UTC)).total_seconds() - 3600) < 60
 
 
 def test_429_beyond_the_attempts_raises_rate_limited() -> None:
