@@ -64,10 +64,10 @@ TRANSIENT_HTTP = {
 """The issue's rates on every request of ours to a service; slow answers take 0.5 real seconds."""
 WATCH_EXPIRE_SECONDS = 2.0
 """Real seconds: every watch ends and the history is compacted, so the next watch gets 410 Gone."""
-RATE_LIMIT = 60
-RATE_LIMIT_WINDOW_SECONDS = 4.0
-"""A GitHub window of 60 requests per 4 real seconds: a deploy runs out of it and waits for the reset (well within
-the clients' 60-s cap)."""
+RATE_LIMIT = 10
+RATE_LIMIT_WINDOW_SECONDS = 2.0
+"""A GitHub window of 10 requests per 2 real seconds: a deploy runs out of it and waits for the reset (well within
+the clients' 60-s cap), 403 with ``x-ratelimit-remaining: 0`` as GitHub answers."""
 
 
 # ---------------------------------------------------------------- the cases

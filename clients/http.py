@@ -167,7 +167,8 @@ class HttpService(Closable):
                 elapsed = time.monotonic() - started
                 logger.info("%s %s %s -> %s after %.3fs", self.service, method, path, type(error).__name__, elapsed)
                 no_answer = self._no_answer(method, path, error)
-                if policy.should_retry(None, idempotent=is_idempotent):
+                # a failed TLS handshake (a certificate, a server that speaks plain HTTP) fails the same way again
+                if policy.should_retry(None, idempotent=is_idempotent) and not _is_tls_failure(error):
                     raise Retry(no_answer) from error
                 raise no_answer from error
             elapsed = time.monotonic() - started
@@ -243,3 +244,13 @@ def service_detail(response: httpx.Response) -> str | None:
         if body:
             return "; ".join(f"{key}: {value}" for key, value in body.items())[:500]
     return str(body)[:500] if body else None
+
+
+def _is_tls_failure(error: BaseException) -> bool:
+    """Whether a transport error comes from the TLS layer (``ssl.SSLError`` somewhere in its chain)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

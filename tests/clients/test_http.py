@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import re
+import socketserver
 import ssl
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -42,6 +44,28 @@ def test_tls_is_verified_by_default() -> None:
         pool = http._client._transport._pool  # type: ignore[attr-defined]
         assert pool._ssl_context.verify_mode == ssl.CERT_REQUIRED
         assert pool._ssl_context.check_hostname is True
+
+
+def test_a_tls_failure_is_named_and_not_retried() -> None:
+    """https:// to a server that speaks plain HTTP: the handshake fails the same way every time, so it is not tried
+    again, and the message says what the TLS layer said."""
+    connections: list[int] = []
+
+    class Plain(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            connections.append(1)
+            self.request.recv(1024)
+            self.request.sendall(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+
+    with socketserver.TCPServer(("127.0.0.1", 0), Plain) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"https://127.0.0.1:{server.server_address[1]}"
+        with HttpService(url, service="Example", retry=FAST) as http, pytest.raises(ApiError) as caught:
+            http.get_json("/thing")
+        server.shutdown()
+    assert f"Example: GET {url}/thing got no answer (ConnectError: " in str(caught.value)
+    assert "SSL" in str(caught.value)
+    assert len(connections) == 1
 
 
 def test_get_is_retried_on_5xx_and_the_attempts_are_bounded() -> None:

@@ -21,7 +21,6 @@ NOT_COVERED_ELSEWHERE = [
     "AWX job canceled (by someone else)",
     "image pull failing",
     "pod unschedulable",
-    "TLS failure (https to a plain-HTTP AWX)",
     "GitHub rate limit past the cap",
 ]
 
