@@ -553,7 +553,7 @@ def transient_rows(faulty: Block, baseline: Block, speed: float) -> list[Row]:
         "faults)"
     )
     if duplicates > 0:
-        observed += f"; {faulty.launches} launch POSTs (answers lost, jobs looked up)"
+        observed += f"; {faulty.launches} launch POSTs (tried again after a 429 or a lost answer)"
     return [
         Row(
             fault=f"transient, every service: {label} x{faulty.deploys}",
