@@ -19,7 +19,7 @@ import httpx
 from pydantic import SecretStr
 
 from clients.errors import ApiError, NotFound, RateLimited
-from clients.retry import RATE_LIMIT_STATUSES, Retry, RetryPolicy, requested_wait
+from clients.retry import RATE_LIMIT_STATUSES, Retry, RetryPolicy, requested_wait, resets_at
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +167,8 @@ class HttpService(Closable):
                 elapsed = time.monotonic() - started
                 logger.info("%s %s %s -> %s after %.3fs", self.service, method, path, type(error).__name__, elapsed)
                 no_answer = self._no_answer(method, path, error)
-                if policy.should_retry(None, idempotent=is_idempotent):
+                # a failed TLS handshake (a certificate, a server that speaks plain HTTP) fails the same way again
+                if policy.should_retry(None, idempotent=is_idempotent) and not _is_tls_failure(error):
                     raise Retry(no_answer) from error
                 raise no_answer from error
             elapsed = time.monotonic() - started
@@ -199,7 +200,8 @@ class HttpService(Closable):
         return RateLimited(
             f"{self.service} rate limit: {method} {url} answered {response.status_code}"
             + (f" ({detail})" if detail else "")
-            + f"; it asks to wait {wait:.0f} s (we wait at most {policy.max_retry_after:.0f} s)",
+            + f"; it asks to wait {wait:.0f} s: the limit resets at {resets_at(wait)} "
+            + f"(we wait at most {policy.max_retry_after:.0f} s)",
             retry_after=wait,
             status=response.status_code,
             url=url,
@@ -208,7 +210,8 @@ class HttpService(Closable):
 
     def _no_answer(self, method: str, path: str, error: BaseException | None) -> ApiError:
         url = self.url(path)
-        kind = type(error).__name__ if error else "no answer"
+        # the transport's own words say what went wrong (a TLS handshake, a refused connection), never a header
+        kind = (f"{type(error).__name__}: {error}" if str(error) else type(error).__name__) if error else "no answer"
         return ApiError(f"{self.service}: {method} {url} got no answer ({kind})", url=url)
 
     def error_for(self, method: str, path: str, response: httpx.Response) -> ApiError:
@@ -241,3 +244,13 @@ def service_detail(response: httpx.Response) -> str | None:
         if body:
             return "; ".join(f"{key}: {value}" for key, value in body.items())[:500]
     return str(body)[:500] if body else None
+
+
+def _is_tls_failure(error: BaseException) -> bool:
+    """Whether a transport error comes from the TLS layer (``ssl.SSLError`` somewhere in its chain)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

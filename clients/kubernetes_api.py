@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 
 from clients.errors import ApiError, NotFound, RateLimited, WatchExpired
 from clients.http import USER_AGENT
-from clients.retry import Retry, RetryPolicy, requested_wait
+from clients.retry import Retry, RetryPolicy, requested_wait, resets_at
 
 logger = logging.getLogger(__name__)
 
@@ -363,7 +363,8 @@ class KubernetesApi:
     def _rate_limited(self, error: ApiException, what: str, wait: float, policy: RetryPolicy) -> RateLimited:
         known = api_error(error, what, self.server)
         return RateLimited(
-            f"{known}; it asks to wait {wait:.0f} s (we wait at most {policy.max_retry_after:.0f} s)",
+            f"{known}; it asks to wait {wait:.0f} s: the limit resets at {resets_at(wait)} "
+            f"(we wait at most {policy.max_retry_after:.0f} s)",
             retry_after=wait,
             status=known.status,
             url=self.server,

@@ -402,7 +402,7 @@ class RolloutFollower:
                 raise RolloutStuck(
                     f"pod {ns}/{pod.name} of statefulset {ns}/{name} stuck for {now - since:.0f} s "
                     f"(grace {self.stuck_grace:.0f} s): {pod.stuck_reason}: {pod.stuck_message} "
-                    f"(reasons seen: {', '.join(seen)})",
+                    f"(reasons seen: {', '.join(seen)}) - {self.api.server}/api/v1/namespaces/{ns}/pods/{pod.name}",
                     pod=pod.name,
                     reason=str(pod.stuck_reason),
                     diagnosis=diagnose_pod(self.api, self._pods.get(pod.uid) or {}, container=self.container),

@@ -277,8 +277,12 @@ class BuildFault(_Model):
 
 
 class AwxJobFault(_Model):
+    """Jobs of the template end badly: ``failed`` (the playbook fails), ``error`` (AWX's own error, with a
+    traceback), ``canceled`` (someone cancels the job in AWX while it runs: not us, so a follower must say so),
+    ``pending`` (never assigned by the task manager: stays pending until canceled)."""
+
     template: str
-    outcome: Literal["failed", "error", "pending"] = "failed"
+    outcome: Literal["failed", "error", "canceled", "pending"] = "failed"
     count: Count | None = None
 
 
@@ -300,6 +304,18 @@ class CrashLoopFault(_Model):
     traceback, e.g. ``ModuleNotFoundError: No module named 'viewer.squonk2'``). None: a default that says why."""
 
 
+class UnschedulableFault(_Model):
+    """Pods of the StatefulSet do not fit on the node: the scheduler reports "Insufficient <resource>" and keeps
+    them Pending (as when the node's capacity is taken by others, or a release asks for more than is left). Read
+    each time a pod is scheduled, so it can be switched at run time."""
+
+    namespace: str
+    statefulset: str = "stack"
+    only_new_revision: bool = True
+    """Only pods created at a revision other than the StatefulSet's ``currentRevision`` (a roll-out's new pods)."""
+    resource: Literal["cpu", "memory"] = "cpu"
+
+
 class Faults(_Model):
     github: HttpFaults = Field(default_factory=HttpFaults)
     awx: HttpFaults = Field(default_factory=HttpFaults)
@@ -310,6 +326,11 @@ class Faults(_Model):
     crashloop: list[CrashLoopFault] = Field(default_factory=list)
     missing_images: list[str] = Field(default_factory=list)
     """Image references (``name:tag``) that builds do not push and the registry does not serve."""
+    unpullable_images: list[str] = Field(default_factory=list)
+    """Image references (``name:tag``) that the registry serves to clients (their digest can be read) but the node
+    cannot pull: containerd's "pull access denied" (a private repository and no imagePullSecret), ErrImagePull
+    then ImagePullBackOff. Read at each pull, so it can be switched at run time."""
+    unschedulable: list[UnschedulableFault] = Field(default_factory=list)
     watch_expire_seconds: Seconds | None = None
     """Real seconds after which the Kubernetes emulator ends every watch and compacts its history, so
     that the next watch from an old resourceVersion gets 410 Gone."""

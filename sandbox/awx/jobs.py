@@ -224,6 +224,14 @@ class JobRunner:
             job.result_traceback = ERROR_TRACEBACK
             self._finish(job, JobStatus.ERROR)
             return
+        if job.fault == "canceled":
+            # someone else cancels it in AWX (the UI's Cancel) a little after it starts: AWX's own cancel path
+            await clock.sleep(2.0)
+            job.cancel_flag = True
+            await clock.sleep(CANCEL_SECONDS)
+            job.canceled_on = clock.now()
+            self._finish(job, JobStatus.CANCELED)
+            return
         out = PlaybookOutput(job, lambda: next(self._event_ids), clock.now)
         playbook = Playbook(job, out, self._kube(), clock)
         try:

@@ -28,10 +28,10 @@ from sandbox.emulator import ImageStore, Runtime
 from sandbox.kubernetes import application
 from sandbox.kubernetes.events import KUBELET, NORMAL, SCHEDULER, WARNING, EventRecorder
 from sandbox.kubernetes.logs import LogStore
-from sandbox.kubernetes.node import HOST_IP, NODE, unschedulable_message
+from sandbox.kubernetes.node import HOST_IP, NODE, insufficient_message, unschedulable_message
 from sandbox.kubernetes.objects import REVISION_LABEL, Obj, image_reference
 from sandbox.kubernetes.store import Store
-from sandbox.scenario import CrashLoopFault
+from sandbox.scenario import CrashLoopFault, UnschedulableFault
 
 __all__ = ["HOST_IP", "NODE", "Kubelet", "PodEvent"]
 
@@ -201,7 +201,7 @@ class Kubelet:
     async def _run(self, pod: Obj, crash_candidate: bool, owner: str) -> None:
         timings = self.runtime.scenario.kubernetes.pod_timings
         await self.runtime.clock.sleep(timings.schedule_seconds)
-        pod = await self._schedule(pod)
+        pod = await self._schedule(pod, crash_candidate, owner)
         containers = {c["name"]: c for c in pod["spec"].get("containers", [])}
         image_ids = await self._pull(pod, containers)
         await self.runtime.clock.sleep(timings.start_seconds)
@@ -220,8 +220,10 @@ class Kubelet:
         self.record(pod, "ready")
         self._tasks.pop(pod["metadata"]["uid"], None)
 
-    async def _schedule(self, pod: Obj) -> Obj:
-        """The scheduler: bind the pod to the node once it fits (FailedScheduling until then)."""
+    async def _schedule(self, pod: Obj, new_revision: bool, owner: str) -> Obj:
+        """The scheduler: bind the pod to the node once it fits (FailedScheduling until then); an unschedulable
+        fault (``new_revision``: the pod was created at a revision other than the StatefulSet's currentRevision)
+        makes it never fit while the fault is on."""
         clock = self.runtime.clock
         while True:
             others = [
@@ -231,7 +233,8 @@ class Kubelet:
                 and p["metadata"]["uid"] != pod["metadata"]["uid"]
                 and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
             ]
-            message = unschedulable_message(pod, others)
+            fault = self._unschedulable_fault(pod, owner, new_revision)
+            message = insufficient_message([fault.resource]) if fault else unschedulable_message(pod, others)
             if message is None:
                 break
             now = isoformat(clock.now())
@@ -311,7 +314,7 @@ class Kubelet:
                 image = containers[n]["image"]
                 if not self._present(containers[n]):
                     self._event(pod, NORMAL, "Pulling", f'Pulling image "{image}"', n)
-                digest = self.images.resolve(image)
+                digest = None if self._unpullable(image) else self.images.resolve(image)
                 if digest is not None:
                     image_ids[n] = digest
             missing = [n for n in containers if n not in image_ids]
@@ -320,7 +323,7 @@ class Kubelet:
             pod = self._set_waiting(pod, missing, "ErrImagePull", containers)
             for n in missing:
                 image = containers[n]["image"]
-                self._event(pod, WARNING, "Failed", f'Failed to pull image "{image}": {_not_found(image)}', n)
+                self._event(pod, WARNING, "Failed", f'Failed to pull image "{image}": {self._pull_error(image)}', n)
                 self._event(pod, WARNING, "Failed", "Error: ErrImagePull", n)
             self.record(pod, "ErrImagePull")
             await clock.sleep(1.0)
@@ -479,6 +482,25 @@ class Kubelet:
             None,
         )
 
+    def _unschedulable_fault(self, pod: Obj, owner: str, new_revision: bool) -> UnschedulableFault | None:
+        """The unschedulable fault (read now) that applies to this pod, if any."""
+        namespace = pod["metadata"]["namespace"]
+        return next(
+            (
+                f
+                for f in self.runtime.faults.unschedulable
+                if f.namespace == namespace and f.statefulset == owner and (new_revision or not f.only_new_revision)
+            ),
+            None,
+        )
+
+    def _unpullable(self, image: str) -> bool:
+        """The unpullable-images fault (read now) names this image."""
+        return image_reference(image) in {image_reference(i) for i in self.runtime.faults.unpullable_images}
+
+    def _pull_error(self, image: str) -> str:
+        return _access_denied(image) if self._unpullable(image) else _not_found(image)
+
     def _set_waiting(self, pod: Obj, names: list[str], reason: str, containers: dict[str, Obj]) -> Obj:
         def change(p: Obj) -> None:
             for cs in p["status"]["containerStatuses"]:
@@ -486,7 +508,7 @@ class Kubelet:
                     continue
                 image = containers[cs["name"]]["image"]
                 if reason == "ErrImagePull":
-                    message = _not_found(image)
+                    message = self._pull_error(image)
                 else:
                     message = f'Back-off pulling image "{image}"'
                 cs["state"] = {"waiting": {"reason": reason, "message": message}}
@@ -501,6 +523,17 @@ def _not_found(image: str) -> str:
     return (
         f'rpc error: code = NotFound desc = failed to pull and unpack image "{ref}": failed to resolve reference '
         f'"{ref}": {ref}: not found'
+    )
+
+
+def _access_denied(image: str) -> str:
+    """containerd's answer when the registry refuses the node's pull (a private repository, no pull secret)."""
+    repo, suffix = image_reference(image)
+    ref = repo + suffix
+    return (
+        f'rpc error: code = Unknown desc = failed to pull and unpack image "{ref}": failed to resolve reference '
+        f'"{ref}": pull access denied, repository does not exist or may require authorization: server message: '
+        "insufficient_scope: authorization failed"
     )
 
 

@@ -82,6 +82,11 @@ def unschedulable_message(pod: dict[str, Any], others: list[dict[str, Any]]) -> 
     )
     if not short:
         return None
+    return insufficient_message(short)
+
+
+def insufficient_message(short: list[str]) -> str:
+    """The scheduler's message for a pod that the node has too little of ``short`` (resource names) left for."""
     reasons = ", ".join(f"1 Insufficient {name}" if name != "pods" else "1 Too many pods" for name in short)
     return (
         f"0/1 nodes are available: {reasons}. preemption: 0/1 nodes are available: 1 No preemption victims found "

@@ -4,8 +4,12 @@ honoured up to a cap, non-idempotent requests repeated only when the server did 
 from __future__ import annotations
 
 import logging
+import re
+import socketserver
 import ssl
+import threading
 import time
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -40,6 +44,28 @@ def test_tls_is_verified_by_default() -> None:
         pool = http._client._transport._pool  # type: ignore[attr-defined]
         assert pool._ssl_context.verify_mode == ssl.CERT_REQUIRED
         assert pool._ssl_context.check_hostname is True
+
+
+def test_a_tls_failure_is_named_and_not_retried() -> None:
+    """https:// to a server that speaks plain HTTP: the handshake fails the same way every time, so it is not tried
+    again, and the message says what the TLS layer said."""
+    connections: list[int] = []
+
+    class Plain(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            connections.append(1)
+            self.request.recv(1024)
+            self.request.sendall(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+
+    with socketserver.TCPServer(("127.0.0.1", 0), Plain) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"https://127.0.0.1:{server.server_address[1]}"
+        with HttpService(url, service="Example", retry=FAST) as http, pytest.raises(ApiError) as caught:
+            http.get_json("/thing")
+        server.shutdown()
+    assert f"Example: GET {url}/thing got no answer (ConnectError: " in str(caught.value)
+    assert "SSL" in str(caught.value)
+    assert len(connections) == 1
 
 
 def test_get_is_retried_on_5xx_and_the_attempts_are_bounded() -> None:
@@ -101,6 +127,11 @@ def test_a_retry_after_past_the_cap_raises_rate_limited_at_once() -> None:
         http.get_json("/thing")
     assert caught.value.retry_after == 3600
     assert routes.count("GET", "/thing") == 1
+    # when to come back, not only how long: the reset's moment in UTC, an hour from now
+    found = re.search(r"the limit resets at (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", str(caught.value))
+    assert found, str(caught.value)
+    reset = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    assert abs((reset - datetime.now(UTC)).total_seconds() - 3600) < 60
 
 
 def test_429_beyond_the_attempts_raises_rate_limited() -> None:
