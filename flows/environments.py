@@ -198,9 +198,14 @@ def hold(environment: str, me: Me, *, poll_seconds: float = POLL_SECONDS) -> Ite
                     raise Superseded(newer)
                 logger.info("Holding %s (limit %s)", environment, name)
                 context = ConcurrencyContext.get()
-                if context is not None and context.cleanup_lease_ids:  # the lease just acquired (Prefect 3.9)
-                    launches.holding(str(me.id), str(context.cleanup_lease_ids[-1]))
-                yield
+                lease = context.cleanup_lease_ids[-1] if context is not None and context.cleanup_lease_ids else None
+                if lease is not None:  # the lease just acquired (Prefect 3.9 lists it there until released)
+                    launches.holding(str(me.id), str(lease))
+                try:
+                    yield
+                finally:
+                    if lease is not None:  # released with the slot (a suspended run's record outlives this)
+                        launches.holding(str(me.id), None)
         finally:
             logger.info("Released %s (limit %s)", environment, name)
         return

@@ -37,6 +37,9 @@ class LaunchRecord:
     job_url: str | None = None
     build_run_id: int | None = None
     build_url: str | None = None
+    extra_vars: dict[str, Any] | None = None
+    """What the launch was claimed with: a second launch of the same run (a rollback's, with the last good tag) is
+    not taken for the first."""
     lease_id: str | None = None
     """The lease of the environment's concurrency slot the run holds: a retry after a crash releases it (nothing
     else would before it expires, and the retry, being the same deploy, would wait for itself)."""
@@ -52,24 +55,30 @@ def built(run_id: str | None, target: str, build_run_id: int, build_url: str) ->
         _save(run_id, replace(recall(run_id) or LaunchRecord(target), build_run_id=build_run_id, build_url=build_url))
 
 
-def holding(run_id: str | None, lease_id: str) -> None:
-    """Record the lease of the environment's slot this run holds."""
+def holding(run_id: str | None, lease_id: str | None) -> None:
+    """Record the lease of the environment's slot this run holds (None: released)."""
     if run_id:
         _save(run_id, replace(recall(run_id) or LaunchRecord(), lease_id=lease_id))
 
 
-def claim(run_id: str | None, target: str, template: str) -> None:
-    """Record that this run is about to launch ``template`` (before the POST: a crash after it leaves the claim)."""
+def claim(run_id: str | None, target: str, template: str, extra_vars: dict[str, Any] | None = None) -> None:
+    """Record that this run is about to launch ``template`` with ``extra_vars`` (before the POST: a crash after it
+    leaves the claim); a job recorded before (a first launch, before a rollback's) is replaced."""
     if run_id:
         existing = recall(run_id) or LaunchRecord(target)
-        _save(run_id, replace(existing, template=template, claimed_at=datetime.now(UTC).isoformat()))
+        claimed_at = datetime.now(UTC).isoformat()
+        claimed = replace(existing, template=template, claimed_at=claimed_at, extra_vars=extra_vars)
+        _save(run_id, replace(claimed, job_id=None, job_url=None))
 
 
-def launched(run_id: str | None, target: str, template: str, job_id: int, job_url: str) -> None:
+def launched(
+    run_id: str | None, target: str, template: str, job_id: int, job_url: str, extra_vars: dict[str, Any] | None = None
+) -> None:
     """Record the job that AWX created for this run."""
     if run_id:
         existing = recall(run_id) or LaunchRecord(target, claimed_at=datetime.now(UTC).isoformat())
-        _save(run_id, replace(existing, target=target, template=template, job_id=job_id, job_url=job_url))
+        record = replace(existing, target=target, template=template, job_id=job_id, job_url=job_url)
+        _save(run_id, replace(record, extra_vars=extra_vars if extra_vars is not None else existing.extra_vars))
 
 
 def _save(run_id: str, record: LaunchRecord) -> None:

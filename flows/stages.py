@@ -322,12 +322,12 @@ def run_awx_job(
             resumed = _launched_before(services, run_id, found, extra_vars)
             if resumed is not None:
                 job = resumed
-                launches.launched(run_id, block, found.name, job.id, job.ui_url)
+                launches.launched(run_id, block, found.name, job.id, job.ui_url, extra_vars)
             else:
-                launches.claim(run_id, block, found.name)
+                launches.claim(run_id, block, found.name, extra_vars)
                 job = awx.launch(found, extra_vars)
                 crashpoints.reached("AWX launch")
-                launches.launched(run_id, block, found.name, job.id, job.ui_url)
+                launches.launched(run_id, block, found.name, job.id, job.ui_url, extra_vars)
                 logger.info("Launched AWX job %s from %r with %s: %s", job.id, found.name, extra_vars, job.ui_url)
             crashpoints.reached("AWX launched")
         else:
@@ -374,8 +374,8 @@ def _launched_before(services: Services, run_id: str | None, template: Any, extr
     claim with our extra vars: AWX is the truth. None: nothing was launched, launch now."""
     record = launches.recall(run_id) if run_id else None
     claimed = record.claimed if record is not None else None
-    if record is None or claimed is None or record.template != template.name:
-        return None
+    if record is None or claimed is None or record.template != template.name or record.extra_vars != extra_vars:
+        return None  # nothing launched, or another launch of the run (a rollback's, with the last good tag)
     logger = get_run_logger()
     awx = services.awx
     if record.job_id is not None:
