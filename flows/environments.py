@@ -41,11 +41,13 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder, FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
+from prefect.concurrency.context import ConcurrencyContext
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.states import Cancelled
 
 from blocks import StackTarget
+from flows import launches
 from flows.events import GITHUB_PUSH
 from flows.notify import notify_outcome
 from flows.report import DeploymentOutcome, DeploymentReport
@@ -160,6 +162,7 @@ def hold(environment: str, me: Me, *, poll_seconds: float = POLL_SECONDS) -> Ite
     name = ensure_limit(environment)
     for older in _older_suspended(environment, me):
         _supersede(older, me)
+    _release_own_lease(me)
     logged = False
     awaited: dict[str, float] = {}
     while True:
@@ -194,10 +197,33 @@ def hold(environment: str, me: Me, *, poll_seconds: float = POLL_SECONDS) -> Ite
                 if newer is not None:
                     raise Superseded(newer)
                 logger.info("Holding %s (limit %s)", environment, name)
-                yield
+                context = ConcurrencyContext.get()
+                lease = context.cleanup_lease_ids[-1] if context is not None and context.cleanup_lease_ids else None
+                if lease is not None:  # the lease just acquired (Prefect 3.9 lists it there until released)
+                    launches.holding(str(me.id), str(lease))
+                try:
+                    yield
+                finally:
+                    if lease is not None:  # released with the slot (a suspended run's record outlives this)
+                        launches.holding(str(me.id), None)
         finally:
             logger.info("Released %s (limit %s)", environment, name)
         return
+
+
+def _release_own_lease(me: Me) -> None:
+    """A retry of a run whose process died while it held the environment: release the lease it left (the server
+    would only after the lease expired; the retry, the same deploy, would wait for itself until then)."""
+    record = launches.recall(str(me.id))
+    if record is None or record.lease_id is None:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.release_concurrency_slots_with_lease(lease_id=UUID(record.lease_id))
+    except Exception as error:  # expired and revoked already: nothing held
+        get_run_logger().info("The lease %s this run held before is gone: %s", record.lease_id, error)
+    else:
+        get_run_logger().info("Released the environment's slot this run held when its process stopped")
 
 
 def _run_being_created(environment: str, me: Me, awaited: dict[str, float]) -> bool:

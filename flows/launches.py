@@ -1,14 +1,17 @@
 """The launch record of a deploy: which AWX job it launched, kept outside its process.
 
-A Prefect Variable per flow run (``fragalysis-launch-<run id>``): claimed before the launch (``job_id`` empty),
-completed with the job's id and URL right after AWX answers, and deleted once the run has ended with the job
-finished. Cancellation reads it (the ``on_cancellation`` hook may run in another process, after the flow's own
-process is gone), and crash-resume will: it is the run's memory of the remote work it started.
+A Prefect Variable per flow run (``fragalysis-launch-<run id>``): the stack build the run dispatched (orchestrate
+mode), then the AWX launch, claimed before the POST (``job_id`` empty) and completed with the job's id and URL right
+after AWX answers; deleted once the run has ended (not when its process was stopped or killed). Cancellation reads
+it (the ``on_cancellation`` hook may run in another process, after the flow's own process is gone), and so does a
+retry of the same flow run (Prefect's retries, or Retry in the UI: the run keeps its id) after a crash: it follows
+the build and the job the run started instead of starting them again. Prefect's task cache cannot do this: its
+records are written after the task returns (FACTS.md), so a crash between AWX's 201 and that write loses them.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -24,29 +27,62 @@ def variable_name(run_id: str) -> str:
 
 @dataclass
 class LaunchRecord:
-    """What a run launched: the StackTarget it deployed with, the template and, once launched, the job."""
+    """What a run started: the StackTarget it deployed with, the stack build it dispatched, the template it
+    claimed (``claimed_at``: just before the launch POST; empty: no launch yet) and, once launched, the job."""
 
-    target: str
-    template: str
-    claimed_at: str
+    target: str = ""
+    template: str = ""
+    claimed_at: str = ""
     job_id: int | None = None
     job_url: str | None = None
+    build_run_id: int | None = None
+    build_url: str | None = None
+    extra_vars: dict[str, Any] | None = None
+    """What the launch was claimed with: a second launch of the same run (a rollback's, with the last good tag) is
+    not taken for the first."""
+    lease_id: str | None = None
+    """The lease of the environment's concurrency slot the run holds: a retry after a crash releases it (nothing
+    else would before it expires, and the retry, being the same deploy, would wait for itself)."""
+
+    @property
+    def claimed(self) -> datetime | None:
+        return datetime.fromisoformat(self.claimed_at) if self.claimed_at else None
 
 
-def claim(run_id: str | None, target: str, template: str) -> None:
-    """Record that this run is about to launch ``template`` (before the POST: a crash after it leaves the claim)."""
+def built(run_id: str | None, target: str, build_run_id: int, build_url: str) -> None:
+    """Record the stack build this run dispatched (a retry follows it instead of dispatching another)."""
     if run_id:
-        record = LaunchRecord(target, template, datetime.now(UTC).isoformat())
-        Variable.set(variable_name(run_id), asdict(record), overwrite=True)
+        _save(run_id, replace(recall(run_id) or LaunchRecord(target), build_run_id=build_run_id, build_url=build_url))
 
 
-def launched(run_id: str | None, target: str, template: str, job_id: int, job_url: str) -> None:
+def holding(run_id: str | None, lease_id: str | None) -> None:
+    """Record the lease of the environment's slot this run holds (None: released)."""
+    if run_id:
+        _save(run_id, replace(recall(run_id) or LaunchRecord(), lease_id=lease_id))
+
+
+def claim(run_id: str | None, target: str, template: str, extra_vars: dict[str, Any] | None = None) -> None:
+    """Record that this run is about to launch ``template`` with ``extra_vars`` (before the POST: a crash after it
+    leaves the claim); a job recorded before (a first launch, before a rollback's) is replaced."""
+    if run_id:
+        existing = recall(run_id) or LaunchRecord(target)
+        claimed_at = datetime.now(UTC).isoformat()
+        claimed = replace(existing, template=template, claimed_at=claimed_at, extra_vars=extra_vars)
+        _save(run_id, replace(claimed, job_id=None, job_url=None))
+
+
+def launched(
+    run_id: str | None, target: str, template: str, job_id: int, job_url: str, extra_vars: dict[str, Any] | None = None
+) -> None:
     """Record the job that AWX created for this run."""
     if run_id:
-        existing = recall(run_id)
-        claimed_at = existing.claimed_at if existing else datetime.now(UTC).isoformat()
-        record = LaunchRecord(target, template, claimed_at, job_id, job_url)
-        Variable.set(variable_name(run_id), asdict(record), overwrite=True)
+        existing = recall(run_id) or LaunchRecord(target, claimed_at=datetime.now(UTC).isoformat())
+        record = replace(existing, target=target, template=template, job_id=job_id, job_url=job_url)
+        _save(run_id, replace(record, extra_vars=extra_vars if extra_vars is not None else existing.extra_vars))
+
+
+def _save(run_id: str, record: LaunchRecord) -> None:
+    Variable.set(variable_name(run_id), asdict(record), overwrite=True)
 
 
 def recall(run_id: str) -> LaunchRecord | None:

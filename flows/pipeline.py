@@ -21,7 +21,7 @@ from prefect.runtime import flow_run
 from blocks import Mode, Source, StackTarget
 from clients.errors import ClientError, NotFound
 from clients.rollout_events import RolloutSnapshot
-from flows import approval, environments, inputs, last_good, launches, progress
+from flows import approval, crashpoints, environments, inputs, last_good, launches, progress
 from flows.publish import publish
 from flows.report import DeploymentOutcome, DeploymentReport, DeploymentStopped, StageFailed
 from flows.results import ImageCheck, StageResult
@@ -90,15 +90,18 @@ def deploy_commit(
         source_build = None
         if source is not Source.STACK:
             source_build = _add(report, wait_for_source_build(services, source, sha))
+            crashpoints.reached("source build")
         # 2. the stack build
         stack_sha = sha if source is Source.STACK else None
         stack_build = _add(report, build_stack(services, mode, source_build=source_build, stack_sha=stack_sha))
         report.links["stack build"] = stack_build.run.html_url
         report.stack_sha = stack_build.run.head_sha
+        crashpoints.reached("stack build")
         # 3. the image, compared with what the pods ran before
         snapshot = snapshot_read.result()
         image = _add(report, read_stack_image(services, snapshot, stack_build, tag=target.image_tag))
         report.digest = image.digest
+        crashpoints.reached("image")
         # 4-6. the AWX job and the roll-out, then the verification
         _apply(services, report, mode, snapshot, image, since=stack_build.run.created_at or datetime.now(UTC))
         report.outcome = DeploymentOutcome.SUCCEEDED
@@ -325,13 +328,15 @@ def _apply(
     """4-6: the AWX job and the roll-out it causes, followed together (the first failure stops both), then the
     verification of every pod against the image's digest."""
     stop = Stop()
-    watch = watch_rollout.submit(services, snapshot, image, stop=stop)
+    watch = watch_rollout.submit(services, snapshot, image, since=since, stop=stop)
     job = run_awx_job.submit(services, mode, image, template=services.target.job_template, since=since, stop=stop)
     job_result, rollout = _together(job, watch, stop=stop)
     report.links["AWX job"] = job_result.job.ui_url
     _add(report, job_result)
     _add(report, rollout)
+    crashpoints.reached("rolled out")
     _add(report, verify_pods(services, image, wait_for=[job, watch]))
+    crashpoints.reached("verified")
 
 
 def _roll_back(

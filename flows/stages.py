@@ -26,6 +26,7 @@ from clients.awx import Job
 from clients.errors import ClientError, DeadlineExceeded, NotFound
 from clients.github_models import WorkflowRun
 from clients.registry import image_digest
+from clients.rollout_baseline import before_rollout
 from clients.rollout_events import (
     PodEvent,
     PodReady,
@@ -38,7 +39,7 @@ from clients.rollout_events import (
 )
 from clients.rollout_state import PodState, RolloutState, pod_state
 from clients.waiting import Deadline, Poll, poll_until
-from flows import launches
+from flows import crashpoints, launches
 from flows.progress import mark as mark_stage
 from flows.report import StageFailed
 from flows.results import BuildResult, ImageCheck, JobResult, RolloutResult, Verification
@@ -124,12 +125,20 @@ def build_stack(
                 target.stack_repository, target.stack_workflow, stack_sha, event="push", **common
             )
         if mode is Mode.ORCHESTRATE:
+            run_id, block = _run_and_block(services)
+            record = launches.recall(run_id) if run_id else None
+            if record is not None and record.build_run_id is not None:
+                # a retry of this run after its process died: the build it dispatched is followed, not doubled
+                get_run_logger().info("Resuming: following the stack build this run dispatched: %s", record.build_url)
+                return github.run(target.stack_repository, record.build_run_id)
             get_run_logger().info(
                 "Dispatching %s on %s with %s", target.stack_workflow, target.stack_ref, target.stack_inputs
             )
-            return github.dispatch(
+            run = github.dispatch(
                 target.stack_repository, target.stack_workflow, target.stack_ref, target.stack_inputs, **common
             )
+            launches.built(run_id, block, run.id, run.html_url)
+            return run
         # the source build dispatches the stack build as it ends; allow for the two services' clocks
         finished = source_build.run.updated_at if source_build else None
         return github.wait_for_run(
@@ -215,9 +224,22 @@ def read_stack_image(
     reference = f"{target.stack_image}:{tag}"
     with stage(name, budget=target.budgets.image):
         digest = services.registry.digest(reference)
-    pods = [pod_state(pod, snapshot.update_revision) for pod in snapshot.pod_objects] if snapshot else []
+    built_at = stack_build.run.created_at if stack_build else None
+    late = before_rollout(snapshot, digest, built_at) if snapshot and built_at else None
+    if late is not None and snapshot is not None:
+        logger.info(
+            "The roll-out of %s to %s began before this run looked (revision %s): it is followed from before it began",
+            f"{target.namespace}/{target.statefulset}",
+            digest,
+            snapshot.update_revision,
+        )
+    before = late or snapshot
+    old = set(before.pod_uids) if before else set()
+    pods = [pod_state(pod, before.update_revision) for pod in before.pod_objects if _uid(pod) in old] if before else []
     running = tuple(sorted(_digests(pods)))
     note = "" if digest not in running else "same digest as the running pods"
+    if late is not None:
+        note = "the roll-out to it had begun when the run looked"
     timing = StageTiming(name, began, now(), target.budgets.image, note=note)
     check = ImageCheck(reference, tag, digest, running, timing)
     built = f"{stack_build.run.describe()} pushed {reference}" if stack_build else reference
@@ -226,6 +248,10 @@ def read_stack_image(
     else:
         logger.warning("%s: %s, which the pods already run: the roll-out redeploys the same image", built, digest)
     return check
+
+
+def _uid(pod: dict[str, Any]) -> str:
+    return str((pod.get("metadata") or {}).get("uid") or "")
 
 
 def _digests(pods: Iterable[PodState]) -> set[str]:
@@ -293,10 +319,17 @@ def run_awx_job(
         found = awx.find_template(template)
         if mode is Mode.ORCHESTRATE:
             run_id, block = _run_and_block(services)
-            launches.claim(run_id, block, found.name)
-            job = awx.launch(found, extra_vars)
-            launches.launched(run_id, block, found.name, job.id, job.ui_url)
-            logger.info("Launched AWX job %s from %r with %s: %s", job.id, found.name, extra_vars, job.ui_url)
+            resumed = _launched_before(services, run_id, found, extra_vars)
+            if resumed is not None:
+                job = resumed
+                launches.launched(run_id, block, found.name, job.id, job.ui_url, extra_vars)
+            else:
+                launches.claim(run_id, block, found.name, extra_vars)
+                job = awx.launch(found, extra_vars)
+                crashpoints.reached("AWX launch")
+                launches.launched(run_id, block, found.name, job.id, job.ui_url, extra_vars)
+                logger.info("Launched AWX job %s from %r with %s: %s", job.id, found.name, extra_vars, job.ui_url)
+            crashpoints.reached("AWX launched")
         else:
             job = awx.wait_for_job(
                 found,
@@ -334,6 +367,30 @@ def run_awx_job(
     return JobResult(job, timings(Outcome.OK))
 
 
+def _launched_before(services: Services, run_id: str | None, template: Any, extra_vars: dict[str, Any]) -> Job | None:
+    """The job this run launched from ``template`` before its process died (a retry of the same flow run carries on
+    from where the world is): the job its launch record names; or, when the record holds only the claim (the
+    process died between the POST and recording AWX's answer), the first job of the template created since the
+    claim with our extra vars: AWX is the truth. None: nothing was launched, launch now."""
+    record = launches.recall(run_id) if run_id else None
+    claimed = record.claimed if record is not None else None
+    if record is None or claimed is None or record.template != template.name or record.extra_vars != extra_vars:
+        return None  # nothing launched, or another launch of the run (a rollback's, with the last good tag)
+    logger = get_run_logger()
+    awx = services.awx
+    if record.job_id is not None:
+        job = awx.job(record.job_id)
+        logger.info("Resuming: following AWX job %s that this run launched: %s", job.id, job.ui_url)
+        return job
+    jobs = awx.jobs_since(template, claimed - timedelta(seconds=awx.clock_skew_seconds), extra_vars)
+    if not jobs:
+        logger.info("Resuming: the launch claimed at %s created no AWX job; launching now", record.claimed_at)
+        return None
+    job = jobs[-1]  # the first created: environments are held one deploy at a time
+    logger.info("Resuming: the launch claimed at %s had created AWX job %s: %s", record.claimed_at, job.id, job.ui_url)
+    return job
+
+
 def _run_and_block(services: Services) -> tuple[str | None, str]:
     """This run's id and the name of its ``StackTarget`` block, for the launch record."""
     from prefect.runtime import flow_run
@@ -359,11 +416,23 @@ def _cancel_quietly(services: Services, job: Job) -> bool:
     cache_policy=NO_CACHE,
 )
 def watch_rollout(
-    services: Services, snapshot: RolloutSnapshot, image: ImageCheck, *, stop: threading.Event
+    services: Services, snapshot: RolloutSnapshot, image: ImageCheck, *, since: datetime, stop: threading.Event
 ) -> RolloutResult:
     """Follow the roll-out from the snapshot, pod by pod, to pods running the image's digest, updating a progress
-    artifact as each pod is replaced."""
+    artifact as each pod is replaced. A late start (the snapshot shows a roll-out to the digest that began after
+    ``since``, under way or finished) is followed from before that roll-out began, and timed from the pods' own
+    timestamps, rather than waiting for a change that has happened."""
     budgets = services.target.budgets
+    late = before_rollout(snapshot, image.digest, since)
+    if late is not None:
+        get_run_logger().info(
+            "Late start: the roll-out to %s (revision %s) %s before this run looked; following it from revision %s",
+            image.digest,
+            snapshot.update_revision,
+            "had ended" if snapshot.current_revision == snapshot.update_revision else "had begun",
+            late.update_revision or "(before it)",
+        )
+        snapshot = late
     # the roll-out cannot start before the AWX job patches the StatefulSet: a job that never starts is the AWX
     # stage's failure (it gives up first), not this one's
     before = budgets.deadline(budgets.awx_start) + budgets.deadline(budgets.awx_job)
@@ -492,6 +561,7 @@ def _follow_rollout(
                 mark_stage(stage_name, digest=image.digest)
             if isinstance(event, PodReady) and event.pod not in ready and event.revision != snapshot.update_revision:
                 ready.append(event.pod)
+                crashpoints.reached("roll-out")
                 update_progress_artifact(
                     progress,
                     min(100.0, 100.0 * len(ready) / max(1, replicas)),
