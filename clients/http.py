@@ -242,8 +242,9 @@ def warn_tls_off(service: str, url: str) -> None:
             return
         _tls_off_warned.add((service, shown))
     logger.warning(
-        "%s %s: TLS certificate verification is OFF (verify_tls=False): a machine in between can read and change "
-        "the traffic, credentials included; give the server's CA as ca_bundle instead",
+        "%s %s: TLS certificate verification is OFF: a machine in between can read and change the traffic, "
+        "credentials included (give the server's CA instead: a block's ca_bundle, a kubeconfig's "
+        "certificate-authority-data)",
         service,
         shown,
     )
