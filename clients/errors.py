@@ -28,6 +28,12 @@ class ApiError(ClientError):
         self.detail = detail
 
 
+class TlsVerificationFailed(ApiError):
+    """The server's TLS certificate could not be verified (an unknown CA, another host's name, expired): never
+    retried, since a retry meets the same certificate. Give the client the server's CA (a block's ``ca_bundle``,
+    a kubeconfig's ``certificate-authority-data``)."""
+
+
 class RateLimited(ApiError):
     """Over a rate limit, and the wait it asks for is longer than the client's cap."""
 

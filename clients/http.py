@@ -4,21 +4,24 @@ One ``httpx.Client`` per service with explicit timeouts (never ``None``), TLS ve
 bundle can be given), a ``User-Agent``, bounded retries with jittered exponential backoff for idempotent requests
 (connection errors, 408/425/429/5xx) that honour ``Retry-After`` and GitHub's rate-limit reset up to a cap
 (past it: ``RateLimited``), as ``clients.retry.RetryPolicy`` decides, and logging of method, path, status and time
-only (never headers or bodies).
+only (never headers or bodies). A certificate that fails verification is a ``TlsVerificationFailed`` at once (no
+retry); a client built with verification off says so in a warning, once per process for each service and URL.
 """
 
 from __future__ import annotations
 
 import logging
 import ssl
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Self
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from pydantic import SecretStr
 
-from clients.errors import ApiError, NotFound, RateLimited
+from clients.errors import ApiError, NotFound, RateLimited, TlsVerificationFailed
 from clients.retry import RATE_LIMIT_STATUSES, Retry, RetryPolicy, requested_wait, resets_at
 
 logger = logging.getLogger(__name__)
@@ -102,6 +105,8 @@ class HttpService(Closable):
         self.service = service
         self.retry = retry or RetryPolicy()
         self.base_url = base_url.rstrip("/")
+        if verify is False:
+            warn_tls_off(service, self.base_url)
         ssl_verify: bool | ssl.SSLContext = (
             ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
         )
@@ -166,6 +171,9 @@ class HttpService(Closable):
             except httpx.TransportError as error:
                 elapsed = time.monotonic() - started
                 logger.info("%s %s %s -> %s after %.3fs", self.service, method, path, type(error).__name__, elapsed)
+                refused = certificate_error(error)
+                if refused is not None:
+                    raise tls_failure(self.service, f"{method} {self.url(path)}", self.url(path), refused) from error
                 no_answer = self._no_answer(method, path, error)
                 # a failed TLS handshake (a certificate, a server that speaks plain HTTP) fails the same way again
                 if policy.should_retry(None, idempotent=is_idempotent) and not _is_tls_failure(error):
@@ -223,6 +231,67 @@ class HttpService(Closable):
             message += f": {detail}"
         cls = NotFound if response.status_code == 404 else ApiError
         return cls(message, status=response.status_code, url=url, detail=detail)
+
+
+_tls_off_warned: set[tuple[str, str]] = set()
+_tls_off_lock = threading.Lock()
+
+
+def warn_tls_off(service: str, url: str) -> None:
+    """Warn (once per process for each service and URL) that TLS certificates of ``url`` are not verified."""
+    shown = without_credentials(url)
+    with _tls_off_lock:
+        if (service, shown) in _tls_off_warned:
+            return
+        _tls_off_warned.add((service, shown))
+    logger.warning(
+        "%s %s: TLS certificate verification is OFF: a machine in between can read and change the traffic, "
+        "credentials included (give the server's CA instead: a block's ca_bundle, a kubeconfig's "
+        "certificate-authority-data)",
+        service,
+        shown,
+    )
+
+
+def without_credentials(url: str) -> str:
+    """``url`` without a user or password in its authority (for logs and messages)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def certificate_error(error: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate-verification failure behind a transport error (httpx's, urllib3's), or None."""
+    for cause in _causes(error):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause
+    return None
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    # httpx chains the ssl error as __cause__; urllib3's MaxRetryError keeps it in ``reason``
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        reason = getattr(current, "reason", None)
+        pending += [e for e in (current.__cause__, current.__context__, reason) if isinstance(e, BaseException)]
+
+
+def tls_failure(service: str, what: str, url: str, error: ssl.SSLCertVerificationError) -> TlsVerificationFailed:
+    """The error for a certificate that failed verification: names the service, what was asked and the URL."""
+    reason = error.verify_message or error.reason or str(error)
+    return TlsVerificationFailed(
+        f"{service}: {what}: TLS certificate verification failed ({reason}); is the server's CA given "
+        f"(ca_bundle, or the kubeconfig's certificate-authority-data)?",
+        url=url,
+        detail=str(reason),
+    )
 
 
 def service_detail(response: httpx.Response) -> str | None:

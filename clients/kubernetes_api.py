@@ -22,8 +22,8 @@ from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
-from clients.errors import ApiError, NotFound, RateLimited, WatchExpired
-from clients.http import USER_AGENT
+from clients.errors import ApiError, NotFound, RateLimited, TlsVerificationFailed, WatchExpired
+from clients.http import USER_AGENT, certificate_error, tls_failure, warn_tls_off
 from clients.retry import Retry, RetryPolicy, requested_wait, resets_at
 
 logger = logging.getLogger(__name__)
@@ -101,6 +101,9 @@ def api_error(error: BaseException, what: str, server: str) -> ApiError:
         message = f"Kubernetes {server}: {what} answered {status}: {detail or error.reason}"
         cls = NotFound if status == 404 else ApiError
         return cls(message, status=status, url=server, detail=detail)
+    refused = certificate_error(error)
+    if refused is not None:
+        return tls_failure("Kubernetes", f"{what} at {server}", server, refused)
     return ApiError(f"Kubernetes {server}: {what} got no answer ({type(error).__name__})", url=server)
 
 
@@ -197,6 +200,8 @@ class KubernetesApi:
         self.request_timeout = request_timeout
         self.watch_seconds = watch_seconds
         self.server = str(api_client.configuration.host)
+        if not api_client.configuration.verify_ssl:  # the kubeconfig's insecure-skip-tls-verify
+            warn_tls_off("Kubernetes", self.server)
         self.apps = k8s.AppsV1Api(api_client)
         self.core = k8s.CoreV1Api(api_client)
 
@@ -249,7 +254,10 @@ class KubernetesApi:
                 raise api_error(error, what, self.server) from None
             except Exception as error:  # urllib3's errors (MaxRetryError, ProtocolError) share no base with ours
                 logger.info("Kubernetes %s -> %s", what, type(error).__name__)
-                raise Retry(api_error(error, what, self.server)) from None
+                failed = api_error(error, what, self.server)
+                if isinstance(failed, TlsVerificationFailed):
+                    raise failed from None  # the same certificate again on a retry
+                raise Retry(failed) from None
             logger.info("Kubernetes %s in %.3fs", what, time.monotonic() - started)
             return body
 

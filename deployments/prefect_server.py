@@ -1,4 +1,9 @@
-"""A local Prefect server for the demo: project-local ``PREFECT_HOME`` and its embedded SQLite database."""
+"""A local Prefect server for the demo: project-local ``PREFECT_HOME`` and its embedded SQLite database.
+
+When ``PREFECT_SERVER_API_AUTH_STRING`` is set, the server requires it (Prefect's own check: HTTP Basic on every API
+path but ``/health`` and ``/ready``), and ``environment()`` hands it to every client process as
+``PREFECT_API_AUTH_STRING``: the blocks' secrets are readable by anyone who reaches an open API (FACTS.md).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,10 @@ from pathlib import Path
 
 import httpx
 
+SERVER_AUTH = "PREFECT_SERVER_API_AUTH_STRING"
+"""The server requires this (HTTP Basic) when it is set."""
+CLIENT_AUTH = "PREFECT_API_AUTH_STRING"
+"""What Prefect's clients send."""
 CLIENT_LOGGERS = "clients.github,clients.awx"
 """The clients' loggers whose lines go into a run's logs (``PREFECT_LOGGING_EXTRA_LOGGERS``)."""
 
@@ -33,8 +42,11 @@ class LocalPrefectServer:
         return f"http://{self.host}:{self.port}"
 
     def environment(self) -> dict[str, str]:
-        """What a client process needs to talk to this server (and to keep its state in the project)."""
+        """What a client process needs to talk to this server (and to keep its state in the project), with the
+        server's ``PREFECT_SERVER_API_AUTH_STRING`` as the client's ``PREFECT_API_AUTH_STRING`` when it is set."""
+        auth = os.environ.get(SERVER_AUTH)
         return {
+            **({CLIENT_AUTH: auth} if auth else {}),
             "PREFECT_HOME": str(self.home),
             "PREFECT_API_URL": self.api_url,
             "PREFECT_UI_URL": self.ui_url,

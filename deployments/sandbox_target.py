@@ -49,16 +49,20 @@ def sandbox_target(
         github=GitHubAccount(
             token=SecretStr(endpoints["github"]["token"]),
             api_url=endpoints["github"]["url"],
+            ca_bundle=endpoints["github"].get("ca_bundle"),
             webhook_secret=SecretStr(endpoints["github"]["webhook_secret"])
             if endpoints["github"].get("webhook_secret")
             else None,
         ),
-        awx=AwxServer(url=awx["url"], api_path=awx["api_path"], token=SecretStr(awx["token"])),
+        awx=AwxServer(
+            url=awx["url"], api_path=awx["api_path"], token=SecretStr(awx["token"]), ca_bundle=awx.get("ca_bundle")
+        ),
         cluster=KubernetesCluster(kubeconfig=SecretStr(kubeconfig.read_text())),
         registry=ImageRegistry(
             url=registry["url"],
             username=registry.get("username"),
             password=SecretStr(registry["password"]) if registry.get("password") else None,
+            ca_bundle=registry.get("ca_bundle"),
         ),
         budgets=budgets or Budgets().scaled(speed),
         stuck_grace_seconds=max(2.0, 60.0 / speed),

@@ -7,6 +7,9 @@
 - the approval-timeout automation of the production deployment (from its StackTarget block),
 - the GitHub webhook receiver (``deployments/receiver.py``), routing for the StackTarget blocks named by ``--targets``.
 
+With ``PREFECT_SERVER_API_AUTH_STRING`` set, the server requires it and every client started here (this process,
+the runner and its flow runs, the receiver) sends it as ``PREFECT_API_AUTH_STRING``.
+
 ``--sandbox --state-dir DIR`` does the same against a sandbox in orchestrate mode whose GitHub delivers signed
 webhooks to the receiver, saves the ``staging`` and ``production`` blocks pointing at it, and writes
 ``DIR/endpoints.json`` (as ``python -m sandbox`` does, plus ``prefect.api_url`` and ``receiver.url``), so that
@@ -32,7 +35,7 @@ from types import FrameType
 from typing import Any, cast
 
 from deployments import arguments
-from deployments.prefect_server import LocalPrefectServer
+from deployments.prefect_server import SERVER_AUTH, LocalPrefectServer
 
 # nothing here imports prefect at the top: its settings are read from the environment when it is first imported
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, targets: list[str], server: LocalPrefectServer, stack: ExitStack) -> None:
     logger.info("starting the Prefect server (%s, PREFECT_HOME=%s) ...", server.ui_url, args.home)
+    if os.environ.get(SERVER_AUTH):
+        logger.info("its API requires %s (the clients started here send it)", SERVER_AUTH)
+    else:
+        logger.warning("its API is open to whoever reaches it: set %s to protect the blocks' secrets", SERVER_AUTH)
     stack.callback(server.stop)
     if not server.start():
         logger.info("a Prefect server already answers on port %s: using it (it keeps running after serve)", server.port)

@@ -13,6 +13,7 @@ import argparse
 import json
 import re
 import signal
+import ssl
 import sys
 import threading
 from pathlib import Path
@@ -82,6 +83,11 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
             help=f"default {DEFAULT_PORTS[service]}; 0 picks a free port",
         )
     parser.add_argument("--seed", type=int, help="seed for fault randomness (default: the scenario's)")
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="every emulator serves HTTPS (Kubernetes always does), with the CA made at start in STATE_DIR/ca.pem",
+    )
     parser.add_argument("--developers", type=int, help="with --scenario developers: how many stacks")
 
 
@@ -112,7 +118,8 @@ def serve(args: argparse.Namespace) -> int:
         print(f"python -m sandbox: {error}", file=sys.stderr)
         return 2
     ports = {service: getattr(args, f"{service}_port") for service in SERVICES}
-    sandbox = Sandbox(scenario, speed=args.speed, host=args.host, ports=ports, seed=args.seed)
+    tls = SERVICES if args.tls else ()
+    sandbox = Sandbox(scenario, speed=args.speed, host=args.host, ports=ports, seed=args.seed, tls=tls)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -133,6 +140,7 @@ def serve(args: argparse.Namespace) -> int:
             + (f"   user {registry['username']}:{registry['password']}" if "username" in registry else "")
         )
         print(f"  Kubernetes  {endpoints['kubernetes']['url']}   KUBECONFIG={kubeconfig}")
+        print(f"  CA          {args.state_dir / 'ca.pem'} (HTTPS: {', '.join(sorted(sandbox.https))})")
         print(f"  endpoints   {endpoints_file}")
         print("Ctrl-C stops it.", flush=True)
         stop.wait()
@@ -142,23 +150,26 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _control_url(state_dir: Path, service: str) -> str:
+def _control_client(state_dir: Path, service: str) -> httpx.Client:
+    """A client for a running sandbox's control routes on ``service`` (trusting its CA when it serves HTTPS)."""
     path = state_dir / "endpoints.json"
     if not path.is_file():
         raise SystemExit(f"no running sandbox: {path} is missing (start one with python -m sandbox)")
-    return str(json.loads(path.read_text())[service]["url"])
+    endpoint = json.loads(path.read_text())[service]
+    ca_bundle = endpoint.get("ca_bundle")
+    verify = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
+    return httpx.Client(base_url=str(endpoint["url"]), verify=verify, timeout=10)
 
 
 def push(args: argparse.Namespace) -> int:
-    url = _control_url(args.state_dir, "github")
     body = {"repository": args.repository, "ref": args.ref, "sha": args.sha, "message": args.message}
-    response = httpx.post(f"{url}/_sandbox/push", json=body, timeout=10)
+    with _control_client(args.state_dir, "github") as client:
+        response = client.post("/_sandbox/push", json=body)
     print(json.dumps(response.json(), indent=2))
     return 0 if response.is_success else 1
 
 
 def faults(args: argparse.Namespace) -> int:
-    url = _control_url(args.state_dir, "github")
     changes: dict[str, Any] = {}
     for item in args.set:
         path, _, raw = item.partition("=")
@@ -171,10 +182,11 @@ def faults(args: argparse.Namespace) -> int:
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
-    if changes:
-        response = httpx.patch(f"{url}/_sandbox/faults", json=changes, timeout=10)
-    else:
-        response = httpx.get(f"{url}/_sandbox/faults", timeout=10)
+    with _control_client(args.state_dir, "github") as client:
+        if changes:
+            response = client.patch("/_sandbox/faults", json=changes)
+        else:
+            response = client.get("/_sandbox/faults")
     print(json.dumps(response.json(), indent=2))
     return 0 if response.is_success else 1
 

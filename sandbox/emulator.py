@@ -9,6 +9,7 @@ package imports this module, never ``sandbox.runtime`` nor another emulator pack
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, ClassVar, Protocol
 
@@ -21,13 +22,17 @@ from sandbox.scenario import Faults, Scenario
 
 class Runtime:
     """What every emulator shares: the scenario, the clock, the fault settings (read them when you need them:
-    ``/_sandbox/faults`` replaces them at run time), every service's URL and the background tasks. Lives on the
+    ``/_sandbox/faults`` replaces them at run time), every service's URL, the TLS context that trusts the
+    sandbox's CA (``verify=`` of an emulator's requests to another) and the background tasks. Lives on the
     sandbox's loop; touch it from other threads only through ``Sandbox.call``/``Sandbox.run``."""
 
-    def __init__(self, scenario: Scenario, clock: Clock, urls: Mapping[str, str]) -> None:
+    def __init__(
+        self, scenario: Scenario, clock: Clock, urls: Mapping[str, str], verify: ssl.SSLContext | bool = True
+    ) -> None:
         self.scenario = scenario
         self.clock = clock
         self.urls = dict(urls)
+        self.verify = verify
         self.faults: Faults = scenario.faults.model_copy(deep=True)
         self._tasks: set[asyncio.Task[Any]] = set()
 

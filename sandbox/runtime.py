@@ -9,12 +9,16 @@ others (the registry as an ``ImageStore``); no emulator imports this module or a
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import random
+import shutil
 import socket
+import ssl
+import tempfile
 import threading
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,12 +41,15 @@ from sandbox.kubernetes.emulator import KubernetesEmulator
 from sandbox.registry.emulator import RegistryEmulator
 from sandbox.requestlog import RequestLog, RequestLogMiddleware
 from sandbox.scenario import Faults, Scenario, load_scenario
+from sandbox.tls import Certificates
 
 T = TypeVar("T")
 
 SERVICES = ("github", "awx", "registry", "kubernetes")
 DEFAULT_PORTS: Mapping[str, int] = {"github": 8601, "awx": 8602, "registry": 8603, "kubernetes": 8604}
 FREE_PORTS: Mapping[str, int] = dict.fromkeys(SERVICES, 0)
+ALWAYS_HTTPS = frozenset({"kubernetes"})
+"""Served over HTTPS whatever ``tls`` says: a real API server does, and kubectl sends a token only over HTTPS."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,9 @@ class Sandbox:
         host: the loopback address to listen on.
         ports: a port per service; 0 picks a free one (``FREE_PORTS`` for tests).
         seed: overrides the scenario's seed for the fault randomness.
+        tls: the services that serve HTTPS besides Kubernetes (which always does), with a certificate signed by a
+            CA made at start (``SERVICES``: all of them). Clients trust it through ``ca_file``, the kubeconfig's
+            ``certificate-authority-data`` or ``ca.pem`` in the state directory.
     """
 
     def __init__(
@@ -88,15 +98,28 @@ class Sandbox:
         host: str = "127.0.0.1",
         ports: Mapping[str, int] = DEFAULT_PORTS,
         seed: int | None = None,
+        tls: Collection[str] = (),
     ) -> None:
+        unknown = set(tls) - set(SERVICES)
+        if unknown:
+            raise ValueError(f"no such service to serve over TLS: {', '.join(sorted(unknown))}")
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         if seed is not None:
             self.scenario = self.scenario.model_copy(update={"seed": seed})
         self.clock = Clock(speed)
         self.host = host
+        self.https = frozenset(tls) | ALWAYS_HTTPS
+        """The services served over HTTPS."""
+        self.certificates = Certificates.generate(host)
+        self._tls_dir = Path(tempfile.mkdtemp(prefix="fragalysis-sandbox-tls-"))
+        self._tls_files = self.certificates.write(self._tls_dir)
         self._sockets = {name: _bind(host, ports.get(name, DEFAULT_PORTS[name])) for name in SERVICES}
-        urls = {name: f"http://{host}:{sock.getsockname()[1]}" for name, sock in self._sockets.items()}
-        self.runtime = Runtime(self.scenario, self.clock, urls)
+        url_host = f"[{host}]" if ":" in host else host
+        urls = {
+            name: f"{'https' if name in self.https else 'http'}://{url_host}:{sock.getsockname()[1]}"
+            for name, sock in self._sockets.items()
+        }
+        self.runtime = Runtime(self.scenario, self.clock, urls, verify=self.certificates.client_context())
         self.rng = random.Random(self.scenario.seed)
         """The fault middleware's randomness (each emulator that needs its own seeds one from the scenario)."""
         self.log = RequestLog()
@@ -131,6 +154,7 @@ class Sandbox:
             self._thread = None
         for sock in self._sockets.values():
             sock.close()
+        shutil.rmtree(self._tls_dir, ignore_errors=True)
 
     def __enter__(self) -> Sandbox:
         return self.start()
@@ -150,8 +174,10 @@ class Sandbox:
         self._stopped = asyncio.Event()
         runtime = self.runtime
         emulators = self._emulators = Emulators.compose(runtime)
-        servers = []
+        servers: list[uvicorn.Server] = []
+        serving: list[asyncio.Task[Any]] = []
         for emulator in emulators.all():
+            tls = emulator.name in self.https
             config = uvicorn.Config(
                 self._app(emulator),
                 log_level="warning",
@@ -159,11 +185,13 @@ class Sandbox:
                 lifespan="off",
                 timeout_graceful_shutdown=2,
                 ws="none",
+                ssl_certfile=str(self._tls_files.server) if tls else None,
+                ssl_keyfile=str(self._tls_files.server_key) if tls else None,
             )
             server = uvicorn.Server(config)
             servers.append(server)
             name = emulator.name
-            runtime.spawn(server.serve(sockets=[self._sockets[name]]), name=f"serve-{name}")
+            serving.append(runtime.spawn(server.serve(sockets=[self._sockets[name]]), name=f"serve-{name}"))
         while not all(server.started for server in servers):
             await asyncio.sleep(0.01)
         for emulator in emulators.all():
@@ -175,7 +203,16 @@ class Sandbox:
                 await emulator.stop()
         for server in servers:
             server.should_exit = True
-        await asyncio.sleep(0.1)
+        # uvicorn closes idle connections; a TLS one then waits for the client's close_notify, which a client that
+        # keeps a pooled connection idle never sends: abort what is left after a moment, as a server's hard stop
+        # does (a transport still open when the loop closes is a ResourceWarning later, in whatever runs next)
+        await asyncio.wait(serving, timeout=0.3)
+        for server in servers:
+            for connection in list(server.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort()
+        await asyncio.wait(serving, timeout=5)
         await runtime.cancel_tasks()
 
     def _app(self, emulator: Emulator) -> Any:
@@ -221,7 +258,7 @@ class Sandbox:
         return JSONResponse([r.as_dict() for r in self.log.records(service)])
 
     def _wait_until_answering(self, timeout: float) -> None:
-        with httpx.Client(timeout=httpx.Timeout(5.0)) as client:
+        with httpx.Client(timeout=httpx.Timeout(5.0), verify=self.runtime.verify) as client:
             for name, url in self.urls.items():
                 response = client.get(f"{url}/_sandbox/health")
                 if response.status_code != 200:
@@ -247,6 +284,16 @@ class Sandbox:
     @property
     def urls(self) -> dict[str, str]:
         return dict(self.runtime.urls)
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What an httpx client passes as ``verify=`` to trust the sandbox's CA (and only it)."""
+        return self.runtime.verify
+
+    @property
+    def ca_file(self) -> Path:
+        """The sandbox CA's certificate (PEM), while the sandbox lives; ``write_state`` copies it as ``ca.pem``."""
+        return self._tls_files.ca
 
     @property
     def emulators(self) -> Emulators:
@@ -313,6 +360,9 @@ class Sandbox:
             data["registry"].update({"username": user, "password": password})
         if s.github.webhook.secret:
             data["github"]["webhook_secret"] = s.github.webhook.secret
+        ca_file = self.ca_file if state_dir is None else state_dir / "ca.pem"
+        for service in self.https:
+            data[service]["ca_bundle"] = str(ca_file)
         if state_dir is not None:
             data["kubernetes"]["kubeconfig"] = str(state_dir / "kubeconfig")
         return data
@@ -321,7 +371,15 @@ class Sandbox:
         return {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "sandbox", "cluster": {"server": self.urls["kubernetes"]}}],
+            "clusters": [
+                {
+                    "name": "sandbox",
+                    "cluster": {
+                        "server": self.urls["kubernetes"],
+                        "certificate-authority-data": base64.b64encode(self.certificates.ca_pem).decode("ascii"),
+                    },
+                }
+            ],
             "users": [{"name": "sandbox", "user": {"token": self.scenario.kubernetes.token}}],
             "contexts": [
                 {
@@ -334,12 +392,14 @@ class Sandbox:
         }
 
     def write_state(self, state_dir: str | Path) -> tuple[Path, Path]:
-        """Write ``kubeconfig`` and ``endpoints.json`` into ``state_dir`` (mode 0600: they hold tokens)."""
+        """Write ``kubeconfig``, ``endpoints.json`` and the CA's ``ca.pem`` into ``state_dir`` (mode 0600: they hold
+        tokens)."""
         directory = Path(state_dir)
         directory.mkdir(parents=True, exist_ok=True)
         kubeconfig = directory / "kubeconfig"
         endpoints = directory / "endpoints.json"
         for path, text in (
+            (directory / "ca.pem", self.certificates.ca_pem.decode("ascii")),
             (kubeconfig, yaml.safe_dump(self.kubeconfig(), sort_keys=False)),
             (endpoints, json.dumps(self.endpoints(directory.resolve()), indent=2) + "\n"),
         ):

@@ -224,10 +224,11 @@ class KubernetesScenario(_Model):
     pod_timings: PodTimings = Field(default_factory=PodTimings)
     history_size: Count = 1000
     """Watch events kept; a watch from a resourceVersion older than these gets 410 Gone."""
-    anonymous_auth: bool = True
+    anonymous_auth: bool = False
     """Requests without credentials are allowed (an apiserver with anonymous auth bound to full access, as
-    behind ``kubectl proxy``): kubectl never sends a kubeconfig's token to a plain-http server. A wrong token
-    still gets 401; False: no token gets 401 too."""
+    behind ``kubectl proxy``). Off by default, as on a real cluster: the emulator serves HTTPS, so kubectl sends
+    the kubeconfig's token, and a request without one gets 401 (``/version``, ``/healthz`` and the other public
+    paths answer anyone). A wrong token gets 401 either way."""
 
 
 # ---------------------------------------------------------------- faults

@@ -35,9 +35,8 @@ def make_sandbox() -> Iterator[SandboxFactory]:
     ``make_sandbox(scenario="fragalysis", speed=60, faults={...}, **scenario_changes)``: ``scenario_changes``
     replace top-level scenario sections (``github=...``) after loading; ``faults`` merges into the faults.
 
-    The Kubernetes emulator refuses requests without a token here (``anonymous_kubernetes=False``), so that a
-    client which forgets its credentials fails; kubectl, which sends no token to a plain-http server, needs
-    ``anonymous_kubernetes=True``.
+    The Kubernetes emulator serves HTTPS and refuses requests without its token (``anonymous_auth`` is off), so
+    that a client which forgets its credentials or the sandbox's CA fails: ``kube_http`` makes one that has both.
     """
     started: list[Sandbox] = []
 
@@ -60,6 +59,18 @@ def make_sandbox() -> Iterator[SandboxFactory]:
     yield factory
     for sandbox in started:
         sandbox.stop()
+
+
+def kube_http(sandbox: Sandbox, token: str | None = "", **kwargs: Any) -> httpx.Client:
+    """An httpx client for the sandbox's Kubernetes API that trusts its CA and sends its token (``token=None``:
+    none; another string: that one)."""
+    token = sandbox.scenario.kubernetes.token if token == "" else token
+    headers = dict(kwargs.pop("headers", {}))
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    kwargs.setdefault("timeout", 10)
+    kwargs.setdefault("base_url", sandbox.urls["kubernetes"])
+    return httpx.Client(verify=sandbox.verify, headers=headers, **kwargs)
 
 
 @pytest.fixture

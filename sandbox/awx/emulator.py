@@ -57,6 +57,7 @@ class AwxEmulator(Emulator):
             base_url=self.runtime.urls["kubernetes"],
             headers={"Authorization": f"Bearer {token}", "User-Agent": "awx-sandbox-ansible/kubernetes.core"},
             timeout=KUBE_TIMEOUT,
+            verify=self.runtime.verify,
         )
 
     async def stop(self) -> None:

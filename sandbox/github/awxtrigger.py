@@ -8,6 +8,7 @@ timeout, treating a cancelled job as success - the real action's behaviour, fait
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,13 +35,14 @@ async def trigger_awx(
     wait: bool,
     sleep: Callable[[float], Awaitable[None]],
     on_launch: Callable[[int], None] = lambda job: None,
+    verify: ssl.SSLContext | bool = True,
 ) -> int:
     """Launch ``template`` and return the AWX job id (once it finished, when ``wait``)."""
     base = url.rstrip("/") + "/" + base_path.strip("/") + "/"
     headers = {"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT, "Accept": "application/json"}
     timeout = httpx.Timeout(30.0, connect=5.0)
     try:
-        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=timeout) as client:
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=timeout, verify=verify) as client:
             found = _json(await client.get("job_templates/", params={"name": template}), "find the template")
             if not found.get("count"):
                 raise AwxTriggerError(f"no AWX job template named {template!r}")

@@ -284,6 +284,7 @@ class Runner:
                 wait=launch.wait,
                 sleep=self.runtime.clock.sleep,
                 on_launch=remember,
+                verify=self.runtime.verify,
             )
         except AwxTriggerError as error:
             raise StepFailed(str(error)) from error

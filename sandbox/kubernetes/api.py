@@ -74,8 +74,8 @@ class Api:
         header = request.headers.get("authorization", "")
         settings = self.emulator.runtime.scenario.kubernetes
         if not header and settings.anonymous_auth:
-            # kubectl (client-go's clientcmd) sends no credentials to an http:// server; a wrong token is
-            # still rejected below, as the apiserver rejects it even with anonymous auth on
+            # a cluster whose anonymous user may do anything (off by default); a wrong token is still rejected
+            # below, as the apiserver rejects it even with anonymous auth on
             return
         scheme, _, token = header.partition(" ")
         expected = settings.token

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any, cast
 
@@ -119,3 +120,36 @@ def test_a_canary_secret_never_leaks(caplog: pytest.LogCaptureFixture):
     assert seen
     for text in seen + [record.getMessage() for record in caplog.records]:
         assert CANARY not in text
+
+
+def test_tls_verification_off_is_a_warning_once_per_service_and_url(caplog: pytest.LogCaptureFixture):
+    """Verification is on unless a block turns it off; then the clients' logger warns, once per process for each
+    service and URL, naming both and no secret (nothing is sent: building the client is enough)."""
+    caplog.set_level(logging.INFO)
+    unique = uuid.uuid4().hex[:8]
+    awx_url, github_url, cluster_url = (f"https://{name}-{unique}.example.org" for name in ("awx", "github", "k8s"))
+    kubeconfig = (
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: k, cluster: {{server: '{cluster_url}', insecure-skip-tls-verify: true}}}}]\n"
+        f"users: [{{name: u, user: {{token: {CANARY}}}}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+    )
+    blocks: list[Any] = [
+        AwxServer(url=f"https://verified-{unique}.example.org", token=SecretStr(CANARY)),  # no warning
+        AwxServer(url=awx_url, token=SecretStr(CANARY), verify_tls=False),
+        AwxServer(url=awx_url, username="admin", password=SecretStr(CANARY), verify_tls=False),  # the same again
+        GitHubAccount(token=SecretStr(CANARY), api_url=github_url, verify_tls=False, ca_bundle="/ignored/when/off"),
+        KubernetesCluster(kubeconfig=SecretStr(kubeconfig)),
+    ]
+    for block in blocks:
+        block.get_client().close()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "verification is OFF" in r.getMessage()]
+    assert [r.name for r in warnings] == ["clients.http"] * 3
+    messages = [r.getMessage() for r in warnings]
+    assert messages[0].startswith(f"AWX {awx_url}: TLS certificate verification is OFF")
+    assert messages[1].startswith(f"GitHub {github_url}: TLS certificate verification is OFF")
+    assert messages[2].startswith(f"Kubernetes {cluster_url}: TLS certificate verification is OFF")
+    assert all(CANARY not in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    AwxServer(url=awx_url, token=SecretStr(CANARY), verify_tls=False).get_client().close()
+    assert not [r for r in caplog.records if "verification is OFF" in r.getMessage()], "once per process"

@@ -1,10 +1,12 @@
 """``fragalysis-cd serve --sandbox --state-dir DIR`` as a user runs it: two pushes with ``python -m sandbox push`` and
 nothing else end in a Completed staging run and a production run waiting for approval; five quick commits, as
 webhooks, make two deploys (the first and the newest) and three superseded; SIGTERM stops everything it started (no
-process left, every port free)."""
+process left, every port free). It runs with ``PREFECT_SERVER_API_AUTH_STRING`` set: the API refuses a request
+without it, and everything serve starts (runner, flow runs, receiver) sends it."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -24,6 +26,14 @@ from tests.conftest import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 FINAL = {"Completed", "Failed", "Crashed", "Cancelled"}
+AUTH_STRING = "admin:serve-test-auth-string"
+"""The server's ``PREFECT_SERVER_API_AUTH_STRING``; Prefect's clients send it as HTTP Basic credentials."""
+AUTHORIZED = {"Authorization": "Basic " + base64.b64encode(AUTH_STRING.encode()).decode()}
+
+
+def prefect_api(api: str) -> httpx.Client:
+    """A client of serve's Prefect API, sending the auth string."""
+    return httpx.Client(base_url=api, headers=AUTHORIZED, timeout=10)
 
 
 def children() -> dict[int, int]:
@@ -90,6 +100,7 @@ def serve(tmp_path: Path, prefect_home: Callable[[Path], Path]) -> Iterator[Serv
     state = tmp_path / "state"
     log = (tmp_path / "serve.log").open("wb")
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env["PREFECT_SERVER_API_AUTH_STRING"] = AUTH_STRING
     command = [
         str(Path(sys.executable).with_name("fragalysis-cd")),
         "serve",
@@ -135,7 +146,7 @@ def push(state: Path, repository: str, ref: str) -> str:
 
 
 def runs(api: str, deployment: str) -> list[dict[str, Any]]:
-    with httpx.Client(base_url=api, timeout=10) as client:
+    with prefect_api(api) as client:
         deployment_id = client.get(f"/deployments/name/{deployment}").raise_for_status().json()["id"]
         body = {"deployments": {"id": {"any_": [deployment_id]}}}
         return list(client.post("/flow_runs/filter", json=body).raise_for_status().json())
@@ -158,6 +169,14 @@ def test_serve_sandbox_pushes_deploy_and_sigterm_stops_everything(serve: Served)
 
     endpoints = serve.wait_for(ready, "serve to write endpoints.json with its receiver", deadline=300)
     api = endpoints["prefect"]["api_url"]
+    # the blocks hold secrets: without the auth string the API refuses, as it does a wrong one
+    refused = httpx.post(f"{api}/block_documents/filter", json={"include_secrets": True}, timeout=10)
+    assert refused.status_code == 401
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"admin:guess").decode()}
+    assert httpx.post(f"{api}/block_documents/filter", json={}, headers=wrong, timeout=10).status_code == 401
+    with prefect_api(api) as client:
+        names = {d["name"] for d in client.post("/block_documents/filter", json={}).raise_for_status().json()}
+    assert {"staging", "production", "sandbox-github"} <= names
 
     sha = push(serve.state, "xchem/fragalysis-frontend", "staging")
     staging = serve.wait_for(lambda: state_of(api, "deploy-to-staging/staging", *FINAL), "the staging run", 240)
@@ -204,14 +223,14 @@ def quick_push(endpoints: dict[str, Any], message: str) -> str:
 
 
 def task_runs(api: str, flow_run_id: str) -> list[dict[str, Any]]:
-    with httpx.Client(base_url=api, timeout=10) as client:
+    with prefect_api(api) as client:
         body = {"flow_runs": {"id": {"any_": [flow_run_id]}}}
         return list(client.post("/task_runs/filter", json=body).raise_for_status().json())
 
 
 def error_logs(api: str, flow_run_id: str) -> list[str]:
     """The run's log lines at ERROR or above."""
-    with httpx.Client(base_url=api, timeout=10) as client:
+    with prefect_api(api) as client:
         body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}, "level": {"ge_": 40}}}
         return [log["message"] for log in client.post("/logs/filter", json=body).raise_for_status().json()]
 

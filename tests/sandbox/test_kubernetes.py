@@ -9,14 +9,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 from sandbox.runtime import Sandbox
 from sandbox.scenario import Scenario, load_scenario
-from tests.conftest import SandboxFactory
+from tests.conftest import SandboxFactory, kube_http
 
 NS = "staging-stack"
 SPEED = 1200
@@ -24,8 +23,7 @@ SPEED = 1200
 
 @pytest.fixture
 def cluster(make_sandbox: SandboxFactory) -> Sandbox:
-    # anonymous access on, as the default scenario has it for kubectl (which sends no token over plain http)
-    return make_sandbox(speed=SPEED, anonymous_kubernetes=True)
+    return make_sandbox(speed=SPEED)
 
 
 @pytest.fixture
@@ -35,6 +33,7 @@ def api(cluster: Sandbox) -> Iterator[client.ApiClient]:
 
 def _api_client(sandbox: Sandbox, token: str | None = "") -> Iterator[client.ApiClient]:
     cfg = client.Configuration(host=sandbox.urls["kubernetes"])
+    cfg.ssl_ca_cert = str(sandbox.ca_file)
     token = sandbox.scenario.kubernetes.token if token == "" else token
     if token is not None:
         cfg.api_key = {"authorization": token}
@@ -99,17 +98,15 @@ def test_discovery_and_version(api: client.ApiClient):
 
 
 def test_unknown_paths_are_404_status(cluster: Sandbox):
-    headers = {"authorization": f"Bearer {cluster.scenario.kubernetes.token}"}
-    for path in ("/apis/batch/v1/jobs", "/api/v1/namespaces/staging-stack/secrets", "/nothing", "/openapi/v2"):
-        response = httpx.get(cluster.urls["kubernetes"] + path, headers=headers)
-        assert response.status_code == 404, path
-        assert response.json()["reason"] == "NotFound"
+    with kube_http(cluster) as kube:
+        for path in ("/apis/batch/v1/jobs", "/api/v1/namespaces/staging-stack/secrets", "/nothing", "/openapi/v2"):
+            response = kube.get(path)
+            assert response.status_code == 404, path
+            assert response.json()["reason"] == "NotFound"
 
 
 def test_wrong_or_missing_token_is_401(make_sandbox: SandboxFactory):
-    scenario = load_scenario("fragalysis")
-    scenario.kubernetes.anonymous_auth = False
-    sandbox = make_sandbox(scenario, speed=SPEED)
+    sandbox = make_sandbox(speed=SPEED)  # anonymous access is off by default, as on a real cluster
     for token in ("wrong-token", None):
         for api_client in _api_client(sandbox, token):
             with pytest.raises(ApiException) as caught:
@@ -117,14 +114,20 @@ def test_wrong_or_missing_token_is_401(make_sandbox: SandboxFactory):
             assert caught.value.status == 401
             assert _status(caught.value)["reason"] == "Unauthorized"
     # liveness and version are public, as the apiserver's system:public-info-viewer role makes them
-    assert httpx.get(sandbox.urls["kubernetes"] + "/version").status_code == 200
+    with kube_http(sandbox, token=None) as anonymous:
+        assert anonymous.get("/version").status_code == 200
 
 
-def test_wrong_token_is_401_even_with_anonymous_access(cluster: Sandbox):
-    response = httpx.get(cluster.urls["kubernetes"] + "/api/v1/namespaces", headers={"authorization": "Bearer nope"})
+def test_wrong_token_is_401_even_with_anonymous_access(make_sandbox: SandboxFactory):
+    scenario = load_scenario("fragalysis")
+    scenario.kubernetes.anonymous_auth = True
+    cluster = make_sandbox(scenario, speed=SPEED)
+    with kube_http(cluster, token="nope") as wrong:
+        response = wrong.get("/api/v1/namespaces")
     assert response.status_code == 401
     assert response.json()["reason"] == "Unauthorized"
-    assert httpx.get(cluster.urls["kubernetes"] + "/api/v1/namespaces").status_code == 200
+    with kube_http(cluster, token=None) as anonymous:
+        assert anonymous.get("/api/v1/namespaces").status_code == 200
 
 
 def test_missing_statefulset_is_404_status(api: client.ApiClient):
@@ -212,8 +215,9 @@ def test_label_and_field_selectors(api: client.ApiClient):
 
 def test_table_output_for_kubectl(cluster: Sandbox):
     headers = {"accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
-    url = cluster.urls["kubernetes"] + f"/api/v1/namespaces/{NS}/pods"
-    table = httpx.get(url, headers=headers).json()
+    url = f"/api/v1/namespaces/{NS}/pods"
+    kube = kube_http(cluster)
+    table = kube.get(url, headers=headers).json()
     assert table["kind"] == "Table"
     assert table["apiVersion"] == "meta.k8s.io/v1"
     assert [c["name"] for c in table["columnDefinitions"] if c["priority"] == 0] == [
@@ -225,7 +229,8 @@ def test_table_output_for_kubectl(cluster: Sandbox):
     ]
     assert table["rows"][1]["cells"][:4] == ["stack-0", "1/1", "Running", "0"]
     assert table["rows"][1]["object"]["kind"] == "PartialObjectMetadata"
-    plain = httpx.get(url).json()
+    plain = kube.get(url).json()
+    kube.close()
     assert plain["kind"] == "PodList"
 
 
@@ -367,9 +372,9 @@ def test_watch_pods_during_a_rollout(cluster: Sandbox, api: client.ApiClient):
 
 
 def test_watch_from_scratch_and_bookmarks(cluster: Sandbox):
-    url = cluster.urls["kubernetes"] + f"/apis/apps/v1/namespaces/{NS}/statefulsets"
+    url = f"/apis/apps/v1/namespaces/{NS}/statefulsets"
     params = {"watch": "1", "timeoutSeconds": "1", "allowWatchBookmarks": "true"}
-    with httpx.stream("GET", url, params=params, timeout=10) as response:
+    with kube_http(cluster) as kube, kube.stream("GET", url, params=params) as response:
         assert response.status_code == 200
         events = [json.loads(line) for line in response.iter_lines() if line]
     assert [(e["type"], e["object"]["metadata"].get("name")) for e in events[:2]] == [
@@ -391,8 +396,9 @@ def test_too_old_resource_version_is_410(make_sandbox: SandboxFactory):
         assert caught.value.status == 410
         assert "too old resource version: 2" in caught.value.reason
     # on the wire: HTTP 200, then one ERROR event carrying a Status 410 Expired, then the end
-    url = sandbox.urls["kubernetes"] + f"/api/v1/namespaces/{NS}/pods"
-    with httpx.stream("GET", url, params={"watch": "true", "resourceVersion": "2"}, timeout=10) as response:
+    url = f"/api/v1/namespaces/{NS}/pods"
+    params = {"watch": "true", "resourceVersion": "2"}
+    with kube_http(sandbox) as kube, kube.stream("GET", url, params=params) as response:
         assert response.status_code == 200
         lines = [json.loads(line) for line in response.iter_lines() if line]
     assert len(lines) == 1
@@ -527,8 +533,8 @@ def test_dynamic_client_as_ansible_uses_it(api: client.ApiClient):
 
 
 def test_stopping_the_sandbox_ends_open_watches(cluster: Sandbox):
-    url = cluster.urls["kubernetes"] + f"/api/v1/namespaces/{NS}/pods"
-    with httpx.stream("GET", url, params={"watch": "true"}, timeout=httpx.Timeout(10)) as response:
+    url = f"/api/v1/namespaces/{NS}/pods"
+    with kube_http(cluster) as kube, kube.stream("GET", url, params={"watch": "true"}) as response:
         lines = response.iter_lines()
         assert json.loads(next(lines))["type"] == "ADDED"
         cluster.stop()

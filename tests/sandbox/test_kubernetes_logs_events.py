@@ -8,7 +8,7 @@ import queue
 import re
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from sandbox.kubernetes.events import KUBELET, SCHEDULER, WARNING, EventRecorder
 from sandbox.kubernetes.node import quantity, unschedulable_message
 from sandbox.kubernetes.store import Store
 from sandbox.runtime import Sandbox
-from tests.conftest import SandboxFactory, require_binary, wait_for
+from tests.conftest import SandboxFactory, kube_http, require_binary, wait_for
 from tests.sandbox.test_kubectl import Kubectl
 
 SPEED = 1200
@@ -39,6 +39,13 @@ def cluster(make_sandbox: SandboxFactory, tmp_path: Path) -> tuple[Sandbox, Kube
     sandbox = make_sandbox(speed=SPEED)
     kubeconfig, _ = sandbox.write_state(tmp_path)
     return sandbox, Kubectl(binary, kubeconfig)
+
+
+@pytest.fixture
+def kube(cluster: tuple[Sandbox, Kubectl]) -> Iterator[httpx.Client]:
+    """Plain HTTP to the cluster's API (its CA trusted, its token sent), for what the clients hide."""
+    with kube_http(cluster[0]) as client_:
+        yield client_
 
 
 def _container(sandbox: Sandbox, ns: str, pod: str) -> dict[str, Any]:
@@ -72,7 +79,8 @@ def _settled(
 
 
 def _events(sandbox: Sandbox, ns: str, **params: str) -> list[dict[str, Any]]:
-    response = httpx.get(f"{sandbox.urls['kubernetes']}/api/v1/namespaces/{ns}/events", params=params, timeout=10)
+    with kube_http(sandbox) as kube:
+        response = kube.get(f"/api/v1/namespaces/{ns}/events", params=params)
     response.raise_for_status()
     body = response.json()
     assert body["kind"] == "EventList"
@@ -142,14 +150,14 @@ def test_follow_streams_until_the_container_stops(cluster: tuple[Sandbox, Kubect
     assert lines.empty()
 
 
-def test_logs_previous_after_a_crash_loop_restart(cluster: tuple[Sandbox, Kubectl]):
+def test_logs_previous_after_a_crash_loop_restart(cluster: tuple[Sandbox, Kubectl], kube: httpx.Client):
     sandbox, kubectl = cluster
     _crash_loop(sandbox, kubectl)
 
     # waiting in back-off, the container's log is the crashed one's, as the kubelet serves it
     url = f"{sandbox.urls['kubernetes']}/api/v1/namespaces/{PROD}/pods/stack-1/log"
     _, current = _settled(
-        sandbox, PROD, "stack-1", lambda: httpx.get(url).text, lambda s: _waiting(s) == "CrashLoopBackOff"
+        sandbox, PROD, "stack-1", lambda: kube.get(url).text, lambda s: _waiting(s) == "CrashLoopBackOff"
     )
     assert current.splitlines()[-1] == ERROR
     crashed = kubectl("logs", "stack-1", "-n", PROD, "--previous").stdout.splitlines()
@@ -381,7 +389,7 @@ def _assert_model(data: dict[str, Any], model: str, where: str = "") -> None:
         _assert_type(value, cls.openapi_types[by_json[key]], f"{where or model}.{key}")
 
 
-def test_event_objects_match_the_api(cluster: tuple[Sandbox, Kubectl]):
+def test_event_objects_match_the_api(cluster: tuple[Sandbox, Kubectl], kube: httpx.Client):
     sandbox, kubectl = cluster
     _crash_loop(sandbox, kubectl, restarts=2)
     events = _events(sandbox, PROD)
@@ -428,17 +436,18 @@ def test_event_objects_match_the_api(cluster: tuple[Sandbox, Kubectl]):
     by_path = _events(sandbox, PROD, fieldSelector="involvedObject.fieldPath=spec.containers{stack}")
     assert by_path
     assert all(e["involvedObject"].get("fieldPath") == "spec.containers{stack}" for e in by_path)
-    bad = httpx.get(
+    bad = kube.get(
         f"{sandbox.urls['kubernetes']}/api/v1/namespaces/{PROD}/events", params={"fieldSelector": "spec.x=1"}
     )
     assert bad.status_code == 400
     assert '"spec.x" is not a known field selector' in bad.json()["message"]
-    one = httpx.get(f"{sandbox.urls['kubernetes']}/api/v1/namespaces/{PROD}/events/{backoff[0]['metadata']['name']}")
+    one = kube.get(f"{sandbox.urls['kubernetes']}/api/v1/namespaces/{PROD}/events/{backoff[0]['metadata']['name']}")
     assert one.status_code == 200
     assert one.json()["reason"] == "BackOff"
 
     # the official client reads them (and the previous container's log) into its models
     cfg = client.Configuration(host=sandbox.urls["kubernetes"])
+    cfg.ssl_ca_cert = str(sandbox.ca_file)
     cfg.api_key = {"authorization": sandbox.scenario.kubernetes.token}
     cfg.api_key_prefix = {"authorization": "Bearer"}
     with client.ApiClient(cfg) as api:
@@ -451,20 +460,20 @@ def test_event_objects_match_the_api(cluster: tuple[Sandbox, Kubectl]):
         assert core.read_namespaced_pod_log("stack-1", PROD, previous=True, tail_lines=1) == ERROR + "\n"
 
 
-def test_pod_log_requests_on_the_wire(cluster: tuple[Sandbox, Kubectl]):
+def test_pod_log_requests_on_the_wire(cluster: tuple[Sandbox, Kubectl], kube: httpx.Client):
     sandbox, _ = cluster
     url = f"{sandbox.urls['kubernetes']}/api/v1/namespaces/{NS}/pods/stack-0/log"
-    plain = httpx.get(url, params={"container": "stack"})
+    plain = kube.get(url, params={"container": "stack"})
     assert plain.status_code == 200
     assert plain.headers["content-type"].startswith("text/plain")
     lines = plain.text.splitlines()
     # without a container: the pod's only one
-    assert httpx.get(url).text == plain.text
-    assert httpx.get(url, params={"tailLines": "3"}).text.splitlines() == lines[-3:]
-    assert httpx.get(url, params={"tailLines": "0"}).text == ""
-    assert httpx.get(url, params={"limitBytes": "5", "tailLines": "1"}).text == lines[-1][:5]
+    assert kube.get(url).text == plain.text
+    assert kube.get(url, params={"tailLines": "3"}).text.splitlines() == lines[-3:]
+    assert kube.get(url, params={"tailLines": "0"}).text == ""
+    assert kube.get(url, params={"limitBytes": "5", "tailLines": "1"}).text == lines[-1][:5]
     since = (datetime.now(UTC) - timedelta(days=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    assert httpx.get(url, params={"sinceTime": since}).text == plain.text
+    assert kube.get(url, params={"sinceTime": since}).text == plain.text
 
     def status(response: httpx.Response) -> dict[str, Any]:
         body = response.json()
@@ -472,25 +481,25 @@ def test_pod_log_requests_on_the_wire(cluster: tuple[Sandbox, Kubectl]):
         assert body["code"] == response.status_code
         return dict(body)
 
-    wrong = httpx.get(url, params={"container": "nope"})
+    wrong = kube.get(url, params={"container": "nope"})
     assert wrong.status_code == 400
     assert status(wrong)["message"] == "container nope is not valid for pod stack-0"
-    negative = httpx.get(url, params={"tailLines": "-1"})
+    negative = kube.get(url, params={"tailLines": "-1"})
     assert negative.status_code == 422
     assert status(negative)["reason"] == "Invalid"
     assert "tailLines: Invalid value: -1: must be greater than or equal to 0" in status(negative)["message"]
-    both = httpx.get(url, params={"sinceSeconds": "5", "sinceTime": since})
+    both = kube.get(url, params={"sinceSeconds": "5", "sinceTime": since})
     assert both.status_code == 422
     assert "at most one of `sinceTime` or `sinceSeconds` may be specified" in status(both)["message"]
-    assert httpx.post(url).status_code == 405
-    missing = httpx.get(f"{sandbox.urls['kubernetes']}/api/v1/namespaces/{NS}/pods/nope/log")
+    assert kube.post(url).status_code == 405
+    missing = kube.get(f"{sandbox.urls['kubernetes']}/api/v1/namespaces/{NS}/pods/nope/log")
     assert missing.status_code == 404
     assert status(missing)["message"] == 'pods "nope" not found'
 
 
-def test_discovery_serves_events_and_pod_logs(cluster: tuple[Sandbox, Kubectl]):
+def test_discovery_serves_events_and_pod_logs(cluster: tuple[Sandbox, Kubectl], kube: httpx.Client):
     sandbox, kubectl = cluster
-    core = httpx.get(f"{sandbox.urls['kubernetes']}/api/v1").json()
+    core = kube.get(f"{sandbox.urls['kubernetes']}/api/v1").json()
     resources = {r["name"]: r for r in core["resources"]}
     assert resources["events"]["kind"] == "Event"
     assert resources["events"]["namespaced"] is True
@@ -507,10 +516,10 @@ def test_discovery_serves_events_and_pod_logs(cluster: tuple[Sandbox, Kubectl]):
     assert "events" in names
 
 
-def test_stopping_the_sandbox_ends_a_followed_log(cluster: tuple[Sandbox, Kubectl]):
+def test_stopping_the_sandbox_ends_a_followed_log(cluster: tuple[Sandbox, Kubectl], kube: httpx.Client):
     sandbox, _ = cluster
     url = f"{sandbox.urls['kubernetes']}/api/v1/namespaces/{NS}/pods/stack-0/log"
-    with httpx.stream("GET", url, params={"follow": "true", "tailLines": "1"}, timeout=httpx.Timeout(30)) as response:
+    with kube.stream("GET", url, params={"follow": "true", "tailLines": "1"}, timeout=httpx.Timeout(30)) as response:
         chunks = response.iter_text()
         assert "Booting worker" in next(chunks)
         sandbox.stop()

@@ -36,14 +36,14 @@ def test_faults_can_be_changed_over_http(sandbox: Sandbox):
 def test_injected_errors_rate_limits_and_drops(sandbox: Sandbox, service: str):
     url = sandbox.urls[service]
     sandbox.set_faults(**{service: {"fail_next": 1, "error_status": 502}})
-    assert httpx.get(f"{url}/anything").status_code == 502
+    assert httpx.get(f"{url}/anything", verify=sandbox.verify).status_code == 502
     sandbox.set_faults(**{service: {"rate_limit_rate": 1.0, "retry_after_seconds": 7}})
-    limited = httpx.get(f"{url}/anything")
+    limited = httpx.get(f"{url}/anything", verify=sandbox.verify)
     assert limited.status_code == 429
     assert limited.headers["retry-after"] == "7"
     sandbox.set_faults(**{service: {"rate_limit_rate": 0.0, "drop_rate": 1.0}})
     with pytest.raises(httpx.RemoteProtocolError):
-        httpx.get(f"{url}/anything")
+        httpx.get(f"{url}/anything", verify=sandbox.verify)
     # the server logs a dropped request just after it closed the connection: give it a moment
     deadline = time.monotonic() + 5
     records = []
