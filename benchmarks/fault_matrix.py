@@ -128,8 +128,14 @@ def _wrong_token(service: str) -> Callable[[StackTarget], dict[str, Any]]:
 
 
 def _tls(target: StackTarget) -> dict[str, Any]:
-    """HTTPS to an emulator that serves plain HTTP: the TLS handshake fails (until the sandbox serves HTTPS)."""
-    return {"awx": target.awx.model_copy(update={"url": target.awx.url.replace("http://", "https://")})}
+    """The cluster's kubeconfig without the sandbox's CA: the API server's certificate fails verification against
+    the system's CAs (the Kubernetes emulator always serves HTTPS with a CA made at its start)."""
+    assert target.cluster.kubeconfig is not None
+    kubeconfig = re.sub(r"\n\s*certificate-authority-data: \S+", "", target.cluster.kubeconfig.get_secret_value())
+    assert "certificate-authority" not in kubeconfig
+    from pydantic import SecretStr
+
+    return {"cluster": target.cluster.model_copy(update={"kubeconfig": SecretStr(kubeconfig)})}
 
 
 def _missing_template(target: StackTarget) -> dict[str, Any]:
@@ -203,7 +209,12 @@ def permanent_cases() -> list[Case]:
         Case("wrong AWX token", "AWX job", ("401", "awx", "/api/v2/"), target=_wrong_token("awx")),
         Case("wrong registry password", "image", ("401", "registry"), target=_wrong_token("registry")),
         Case("wrong Kubernetes token", "roll-out", ("401", "kubernetes"), target=_wrong_token("kubernetes")),
-        Case("TLS failure (https to a plain-HTTP AWX)", "AWX job", ("https://", "SSL"), target=_tls),
+        Case(
+            "TLS failure (the cluster's certificate not trusted)",
+            "roll-out",
+            ("https://", "certificate verification failed"),
+            target=_tls,
+        ),
         Case(
             "GitHub rate limit past the cap",
             "source build",
