@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -18,7 +18,7 @@ from tests.clients.routes import Routes, reply
 from tests.clients.test_github import CANARY, REPO, WF, run_body, runs_list
 from tests.clients.test_github import FAST as MOCK_FAST
 from tests.clients.test_github import fast_poll as mock_poll
-from tests.clients.test_github_sandbox import FAST, INPUTS, SPEED, STACK, fast_poll, scenario, served
+from tests.clients.test_github_sandbox import INPUTS, SPEED, STACK, fast_poll, scenario, served
 
 DISPATCHES = "/dispatches$"
 DROP_RATE = 0.5
@@ -36,20 +36,6 @@ def seed_where(*dropped: bool) -> int:
         return tuple(rng.random() < DROP_RATE for _ in dropped)
 
     return next(seed for seed in range(10_000) if pattern(seed) == dropped)
-
-
-@pytest.fixture
-def github_of() -> Iterator[Callable[[Sandbox], GitHubClient]]:
-    made: list[GitHubClient] = []
-
-    def make(sb: Sandbox) -> GitHubClient:
-        endpoint = sb.endpoints()["github"]
-        made.append(GitHubClient(endpoint["token"], api_url=endpoint["url"], retry=FAST, lost_dispatch_seconds=0.5))
-        return made[-1]
-
-    yield make
-    for client in made:
-        client.close()
 
 
 def dispatch_runs(github: GitHubClient) -> list[int]:

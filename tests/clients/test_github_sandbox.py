@@ -5,7 +5,7 @@ commits, the rate limit and injected faults, with the attempts counted from the 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,10 +14,10 @@ import pytest
 
 from clients.errors import ApiError, BuildFailed, RateLimited
 from clients.github import GitHubClient, RunConclusion, RunStatus
-from clients.retry import RetryPolicy
 from clients.waiting import Poll
 from sandbox.runtime import Sandbox
 from sandbox.scenario import Scenario, load_scenario
+from tests.clients.conftest import FAST
 
 SPEED = 1200
 STACK = "xchem/fragalysis-stack"
@@ -28,7 +28,6 @@ INPUTS = {
     "fe_image_tag": "latest",
     "stack_namespace": "xchem",
 }
-FAST = RetryPolicy(attempts=3, backoff_initial=0.02, backoff_max=0.05, jitter=0.0, max_retry_after=5.0)
 
 
 def fast_poll() -> Poll:
@@ -44,20 +43,6 @@ def scenario(*, duration: float = 240.0, **github: Any) -> Scenario:
     assert stack is not None
     stack.workflows[0].duration_seconds = duration
     return loaded
-
-
-@pytest.fixture
-def github_of() -> Iterator[Callable[[Sandbox], GitHubClient]]:
-    made: list[GitHubClient] = []
-
-    def make(sb: Sandbox) -> GitHubClient:
-        endpoint = sb.endpoints()["github"]
-        made.append(GitHubClient(endpoint["token"], api_url=endpoint["url"], retry=FAST, lost_dispatch_seconds=0.5))
-        return made[-1]
-
-    yield make
-    for client in made:
-        client.close()
 
 
 def served(sb: Sandbox, method: str, pattern: str, *, at_least: int = 0) -> list[Any]:

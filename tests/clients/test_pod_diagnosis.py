@@ -3,8 +3,7 @@ through ``RolloutStuck`` against the sandbox's Kubernetes emulator over real HTT
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -131,22 +130,6 @@ def test_bounded_drops_the_oldest_log_lines_first() -> None:
 
 
 # ---------------------------------------------------------------- against the sandbox
-
-
-@pytest.fixture
-def cluster(make_sandbox: Callable[..., Any], tmp_path: Path) -> Iterator[Callable[..., tuple[Any, RolloutClient]]]:
-    clients: list[RolloutClient] = []
-
-    def start(**faults: Any) -> tuple[Any, RolloutClient]:
-        sandbox = make_sandbox(speed=1000.0, faults=faults or None)
-        kubeconfig, _ = sandbox.write_state(tmp_path)
-        client = RolloutClient.from_kubeconfig(kubeconfig, context="sandbox", request_timeout=10.0, watch_seconds=5)
-        clients.append(client)
-        return sandbox, client
-
-    yield start
-    for client in clients:
-        client.close()
 
 
 def _stuck(client: RolloutClient, change: Callable[[], object]) -> RolloutStuck:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,23 +28,6 @@ from tests.conftest import wait_for
 
 NAMESPACE = "staging-stack"
 NAME = "stack"
-
-
-@pytest.fixture
-def cluster(make_sandbox: Callable[..., Any], tmp_path: Path) -> Iterator[Callable[..., tuple[Any, RolloutClient]]]:
-    """``cluster(speed=...)``: a sandbox and a RolloutClient built from its kubeconfig file."""
-    clients: list[RolloutClient] = []
-
-    def start(speed: float = 1000.0, **faults: Any) -> tuple[Any, RolloutClient]:
-        sandbox = make_sandbox(speed=speed, faults=faults or None)
-        kubeconfig, _ = sandbox.write_state(tmp_path)
-        client = RolloutClient.from_kubeconfig(kubeconfig, context="sandbox", request_timeout=10.0, watch_seconds=5)
-        clients.append(client)
-        return sandbox, client
-
-    yield start
-    for client in clients:
-        client.close()
 
 
 def test_label_selector() -> None:
