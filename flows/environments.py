@@ -17,7 +17,6 @@ of the environment freeing.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -49,6 +48,7 @@ from prefect.states import Cancelled
 from blocks import StackTarget
 from flows import launches
 from flows.events import GITHUB_PUSH
+from flows.names import per_environment
 from flows.notify import notify_outcome
 from flows.report import DeploymentOutcome, DeploymentReport
 
@@ -100,8 +100,7 @@ def describe(run: FlowRun) -> str:
 
 def limit_name(environment: str) -> str:
     """``fragalysis-env-staging`` (concurrency limit names: letters, digits, dashes, underscores)."""
-    slug = re.sub(r"[^a-z0-9_-]+", "-", environment.lower()).strip("-")
-    return f"fragalysis-env-{slug}"
+    return per_environment("env", environment)
 
 
 def ensure_limit(environment: str) -> str:

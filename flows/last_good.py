@@ -4,17 +4,17 @@ deployment in a Prefect Variable (``fragalysis-last-good-<environment>``), and w
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from prefect.variables import Variable
 
+from flows.names import per_environment
+
 
 def variable_name(environment: str) -> str:
     """``fragalysis-last-good-production`` (Variable names allow lowercase letters, digits, dashes, underscores)."""
-    slug = re.sub(r"[^a-z0-9_-]+", "-", environment.lower()).strip("-")
-    return f"fragalysis-last-good-{slug}"
+    return per_environment("last-good", environment)
 
 
 @dataclass(frozen=True)

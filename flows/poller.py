@@ -14,7 +14,6 @@ derived from the change.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -32,6 +31,7 @@ from pydantic import BaseModel, Field, ValidationError
 from blocks import StackTarget
 from clients.github import GitHubClient, PageMark
 from flows.events import GITHUB_PUSH
+from flows.names import per_environment
 from flows.tags import is_production_grade, version_key
 
 __all__ = ["PollFailed", "PollSummary", "Seen", "poll_github", "seen_variable"]
@@ -103,8 +103,7 @@ class PollSummary(BaseModel):
 
 def seen_variable(environment: str) -> str:
     """``fragalysis-seen-staging`` (Variable names allow lowercase letters, digits, dashes and underscores)."""
-    slug = re.sub(r"[^a-z0-9_-]+", "-", environment.lower()).strip("-")
-    return f"fragalysis-seen-{slug}"
+    return per_environment("seen", environment)
 
 
 @flow(name="poll-github", log_prints=False)
