@@ -141,3 +141,24 @@ def on_cancellation(flow: Any, flow_run: Any, state: Any) -> None:
         logger.info("Cancelled: %s", cancel_recorded_job(str(flow_run.id)))
     except Exception as error:  # a hook must not raise
         logger.warning("Cancelled, but the AWX job could not be checked: %s", error)
+
+
+def crash_leftover_tasks(run_id: str | None) -> int:
+    """Mark Crashed the task runs of this flow run that an earlier attempt left unfinished (its process was killed:
+    they would show as Running for ever in the run's graph and task list). Called as a retry starts, before any task
+    of its own: every unfinished task run then is the dead attempt's. Returns how many."""
+    if not run_id:
+        return 0
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.states import Crashed
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(run_id)])))
+        left = [run for run in runs if run.state is not None and not run.state.is_final()]
+        for run in left:
+            message = "its process was killed; a retry of the flow run carries on from where the world is"
+            client.set_task_run_state(run.id, Crashed(message=message), force=True)
+    return len(left)

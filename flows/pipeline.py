@@ -269,6 +269,8 @@ def _deployment(
     whatever happens (but not while the run is suspended for an approval: it runs again from the top when
     resumed)."""
     report.run_id = str(flow_run.id) if flow_run.id else None
+    if flow_run.run_count > 1 and launches.crash_leftover_tasks(report.run_id):
+        get_run_logger().info("Marked Crashed the task runs that an earlier attempt of this run left unfinished")
     progress.begin(report)
     suspended = interrupted_run = False
     try:

@@ -91,3 +91,13 @@ def test_a_retry_after_a_crash_launches_awx_once(crash_sandbox: Sandbox, deploy_
     assert state.state_details.flow_run_id == flow_run_id
     assert_verified(sb, state.result())
     assert awx_launches(sb) == jobs_before + 1, "exactly one AWX launch for the request"
+    assert unfinished_task_runs(flow_run_id) == [], "the dead attempt's task runs are not left Running"
+
+
+def unfinished_task_runs(flow_run_id: Any) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return [run.name for run in runs if run.state is None or not run.state.is_final()]
