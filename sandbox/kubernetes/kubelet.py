@@ -518,22 +518,26 @@ class Kubelet:
 
 def _not_found(image: str) -> str:
     """containerd's answer for a tag the registry does not have."""
-    repo, suffix = image_reference(image)
-    ref = repo + suffix
-    return (
-        f'rpc error: code = NotFound desc = failed to pull and unpack image "{ref}": failed to resolve reference '
-        f'"{ref}": {ref}: not found'
-    )
+    return _pull_failed(image, "NotFound", "{ref}: not found")
 
 
 def _access_denied(image: str) -> str:
     """containerd's answer when the registry refuses the node's pull (a private repository, no pull secret)."""
+    return _pull_failed(
+        image,
+        "Unknown",
+        "pull access denied, repository does not exist or may require authorization: server message: "
+        "insufficient_scope: authorization failed",
+    )
+
+
+def _pull_failed(image: str, code: str, why: str) -> str:
+    """containerd's pull error for ``image`` (``why`` may name the reference as ``{ref}``)."""
     repo, suffix = image_reference(image)
     ref = repo + suffix
     return (
-        f'rpc error: code = Unknown desc = failed to pull and unpack image "{ref}": failed to resolve reference '
-        f'"{ref}": pull access denied, repository does not exist or may require authorization: server message: '
-        "insufficient_scope: authorization failed"
+        f'rpc error: code = {code} desc = failed to pull and unpack image "{ref}": failed to resolve reference '
+        f'"{ref}": ' + why.replace("{ref}", ref)
     )
 
 
