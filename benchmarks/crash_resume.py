@@ -34,11 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
+    from benchmarks.resume import create_run, retry, run_until_crash
     from blocks import Mode
     from deployments.sandbox_target import save_sandbox_blocks
     from sandbox.runtime import FREE_PORTS, Sandbox
     from sandbox.scenario import load_scenario
-    from tests.flows.resume import create_run, retry, run_until_crash
 
     scenario = load_scenario("fragalysis")
     scenario.github.trigger_downstream = False

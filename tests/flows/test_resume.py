@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from benchmarks.resume import create_run, retry, run_until_crash
 from blocks import Mode
 from flows.report import DeploymentReport
 from flows.staging import deploy_to_staging
 from sandbox.runtime import Sandbox
 from tests.conftest import wait_for
 from tests.flows.conftest import SPEED, scenario, target_name
-from tests.flows.resume import create_run, retry, run_until_crash
 
 pytestmark = pytest.mark.prefect
 

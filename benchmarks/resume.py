@@ -1,5 +1,5 @@
 """Running a deploy's flow run in a child process that a crash point kills, then retrying the same flow run (as
-Prefect's retries or the UI's Retry do: same run id), for the crash-resume tests and ``benchmarks/crash_resume.py``.
+Prefect's retries or the UI's Retry do: same run id), for ``benchmarks/crash_resume.py`` and the crash-resume tests.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from uuid import UUID
 
 from flows.crashpoints import CRASH_AT
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 RUN = textwrap.dedent(
     """
