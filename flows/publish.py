@@ -1,12 +1,16 @@
-"""Publishing a deployment's timings: a keyed table artifact, a markdown summary, and an event."""
+"""Publishing a deployment's timings: a keyed table artifact, a markdown summary, the record the delivery history
+reads (``flows/history.py``), and an event."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 
 from blocks import Budgets, StackTarget
 from flows import notify, progress
+from flows.history import DeployRecord
 from flows.report import DeploymentOutcome, DeploymentReport
 from flows.timing import render_markdown_table
 
@@ -25,6 +29,12 @@ def publish(
     outcome = (report.outcome or DeploymentOutcome.FAILED).value
     if report.outcome is not DeploymentOutcome.SUPERSEDED:  # it did nothing: the environment's tables stay
         _publish_artifacts(report, budgets=budgets, time_scale=time_scale)
+    record = DeployRecord.from_report(report, ended_at=datetime.now(UTC), scale=time_scale)
+    create_table_artifact(
+        table=record.rows(),
+        key=artifact_key(report.environment, "record"),
+        description=f"{report.environment} <- {report.change}: {outcome}; the delivery history's record (ISO times)",
+    )
     emit_event(
         event=f"fragalysis.deployment.{outcome}",
         resource={

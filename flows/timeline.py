@@ -113,7 +113,7 @@ def _offset(origin: datetime | None, moment: datetime) -> float:
 
 def _axis(place: Callable[[float], float], span: float, time_scale: float, *, top: int, bottom: int) -> list[str]:
     """Ticks at a round step of modelled time (what the reader thinks in), labelled in modelled units."""
-    step = _nice_step(span * time_scale / 8) / time_scale
+    step = nice_step(span * time_scale / 8) / time_scale
     parts = [f'<line x1="{place(0):.1f}" y1="{bottom}" x2="{place(span):.1f}" y2="{bottom}" stroke="#555555"/>']
     for i in range(int(span / step) + 1):
         seconds = i * step
@@ -124,7 +124,7 @@ def _axis(place: Callable[[float], float], span: float, time_scale: float, *, to
     return parts
 
 
-def _nice_step(raw: float) -> float:
+def nice_step(raw: float) -> float:
     """1, 2 or 5 times a power of ten, or whole minutes, at least ``raw``."""
     if raw <= 0:
         return 1.0
