@@ -98,6 +98,7 @@ def _run(args: argparse.Namespace, server: LocalPrefectServer) -> int:
         if not state.is_completed():
             print(f"The deployment failed: {state.message}")
         production_ok = state.is_completed() and _production(args, server, sandbox, endpoints)
+        _delivery_reports()
         if args.no_wait:
             return 0 if state.is_completed() and production_ok else 1
         print(
@@ -178,6 +179,18 @@ def _release(args: argparse.Namespace, server: LocalPrefectServer, sandbox: Any,
     return final
 
 
+def _delivery_reports() -> None:
+    """The delivery report of each environment the demo deployed to, and where its page is."""
+    from deployments.report import artifact_url
+    from flows.delivery_report import delivery_report
+
+    print("\nDelivery reports (lead time, change failures, time to restore; also daily in `fragalysis-cd serve`):")
+    for environment in ("staging", "production"):
+        result = delivery_report(environment=environment, days=30)
+        print(f"  {result['summary']}")
+        print(f"  {artifact_url(result['key'])}", flush=True)
+
+
 def _wait_for_deployment(name: str, timeout: float = 120.0) -> Any:
     import time
 
@@ -213,19 +226,18 @@ def _print_table(flow_run_id: Any) -> None:
     import json
 
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     from flows.timing import render_table
 
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), type=ArtifactFilterType(any_=["table"])
-            )
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
         )
-    if not artifacts:
+    tables = [artifact for artifact in artifacts if (artifact.key or "").endswith("-timings")]
+    if not tables:
         return
-    rows = artifacts[-1].data if isinstance(artifacts[-1].data, list) else json.loads(str(artifacts[-1].data))
+    rows = tables[-1].data if isinstance(tables[-1].data, list) else json.loads(str(tables[-1].data))
     print()
     print(render_table(rows, ["stage", "duration", "budget", "modelled", "verdict"]))
     print()

@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -20,8 +22,26 @@ SERVER_AUTH = "PREFECT_SERVER_API_AUTH_STRING"
 """The server requires this (HTTP Basic) when it is set."""
 CLIENT_AUTH = "PREFECT_API_AUTH_STRING"
 """What Prefect's clients send."""
+RETENTION, RETENTION_ALIAS = "PREFECT_SERVER_EVENTS_RETENTION_PERIOD", "PREFECT_EVENTS_RETENTION_PERIOD"
+EVENT_RETENTION = timedelta(days=90)
 CLIENT_LOGGERS = "clients.github,clients.awx"
 """The clients' loggers whose lines go into a run's logs (``PREFECT_LOGGING_EXTRA_LOGGERS``)."""
+
+
+def event_retention(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Keep events at least ``EVENT_RETENTION`` (Prefect's default is 7 days): the ``fragalysis.deployment.*`` events
+    are part of the delivery history. A longer ``PREFECT_SERVER_EVENTS_RETENTION_PERIOD`` is left as it is, and so is
+    one Prefect cannot read (it says so itself)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    given = environ.get(RETENTION) or environ.get(RETENTION_ALIAS)
+    if given:
+        try:
+            if TypeAdapter(timedelta).validate_python(given) >= EVENT_RETENTION:
+                return {}
+        except ValidationError:
+            return {}
+    return {RETENTION: f"P{EVENT_RETENTION.days}D"}
 
 
 class LocalPrefectServer:
@@ -74,7 +94,7 @@ class LocalPrefectServer:
         with log.open("ab") as output:  # the server writes to its own copy of the file
             self.process = subprocess.Popen(
                 [str(prefect), "server", "start", "--host", self.host, "--port", str(self.port)],
-                env={**os.environ, **self.environment()},
+                env={**os.environ, **self.environment(), **event_retention()},
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -22,6 +22,20 @@ def _trend(value: float | None) -> str:
     return "-" if value is None else f"{value:+.0%}"
 
 
+def summarise(figures: DeliveryFigures) -> str:
+    """One line: the deploys, the lead time against the target, the change failure rate, the time to restore."""
+    f = figures
+    lead = f.lead_time
+    restore = f.time_to_restore
+    return (
+        f"{f.environment}, last {f.days} days: {len(f.deploys)} deploys ({f.count('succeeded')} succeeded, "
+        f"{f.count('failed')} failed, {f.count('rolled-back')} rolled back), {len(f.apart)} listed apart; lead time "
+        f"p50 {minutes(lead.p50 if lead else None)} p95 {minutes(lead.p95 if lead else None)} (target "
+        f"{minutes(f.target)}); change failure rate {_percent(f.change_failure_rate)}; time to restore p50 "
+        f"{minutes(restore.p50 if restore else None)}"
+    )
+
+
 def render_markdown(figures: DeliveryFigures) -> str:
     """The page: the figures, the stages with their trends, the restores, the runs listed apart, the pictures."""
     f = figures

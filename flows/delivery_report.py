@@ -13,6 +13,7 @@ deployment of prefect.yaml.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,8 +24,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.client.schemas.sorting import ArtifactSort
 
-from flows.delivery import TREND_DAYS, delivery_figures, minutes
-from flows.delivery_page import figure_rows, render_markdown
+from flows.delivery import TREND_DAYS, delivery_figures
+from flows.delivery_page import figure_rows, render_markdown, summarise
 from flows.history import DeployRecord
 from flows.publish import artifact_key
 
@@ -48,8 +49,9 @@ def read_records(environment: str, since: datetime) -> Iterator[DeployRecord]:
                 created = artifact.created
                 if created is None or created <= since:
                     return
-                rows = artifact.data if isinstance(artifact.data, list) else None
-                if rows:
+                # a table artifact's data is stored as a JSON string
+                rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+                if isinstance(rows, list) and rows:
                     yield DeployRecord.from_rows(rows, ended_at=created)
             if len(page) < PAGE:
                 return
@@ -57,9 +59,10 @@ def read_records(environment: str, since: datetime) -> Iterator[DeployRecord]:
 
 
 @flow(name="delivery-report", flow_run_name="{environment} delivery, last {days} days", persist_result=False)
-def delivery_report(environment: str = "production", days: int = 30) -> list[dict[str, Any]]:
+def delivery_report(environment: str = "production", days: int = 30) -> dict[str, Any]:
     """Deploys per day, lead time against the target, each stage's p50/p95 and trend, change failure rate and time to
-    restore of ``environment`` over the last ``days`` days; published as artifacts. Returns the figures' rows.
+    restore of ``environment`` over the last ``days`` days; published as artifacts. Returns the one-line summary, the
+    markdown artifact's key and the figures' rows.
 
     Args:
         environment: the environment (a StackTarget's ``environment``: staging, production, a developer's stack).
@@ -72,9 +75,10 @@ def delivery_report(environment: str = "production", days: int = 30) -> list[dic
     records = list(read_records(environment, until - timedelta(days=max(days, 2 * TREND_DAYS))))
     figures = delivery_figures(records, environment, until=until, days=days)
     rows = figure_rows(figures)
+    key = artifact_key(environment, "delivery")
     create_markdown_artifact(
         markdown=render_markdown(figures),
-        key=artifact_key(environment, "delivery"),
+        key=key,
         description=f"{environment}: delivery over the last {days} days",
     )
     create_table_artifact(
@@ -82,21 +86,6 @@ def delivery_report(environment: str = "production", days: int = 30) -> list[dic
         key=artifact_key(environment, "delivery-figures"),
         description=f"{environment}: delivery figures over the last {days} days (modelled seconds)",
     )
-    lead = figures.lead_time
-    logger.info(
-        "%s, last %d days: %d deploys (%d succeeded, %d failed, %d rolled back), %d listed apart; lead time p50 %s "
-        "p95 %s (target %s); change failure rate %s; time to restore p50 %s",
-        environment,
-        days,
-        len(figures.deploys),
-        figures.count("succeeded"),
-        figures.count("failed"),
-        figures.count("rolled-back"),
-        len(figures.apart),
-        minutes(lead.p50 if lead else None),
-        minutes(lead.p95 if lead else None),
-        minutes(figures.target),
-        "-" if figures.change_failure_rate is None else f"{figures.change_failure_rate:.0%}",
-        minutes(figures.time_to_restore.p50 if figures.time_to_restore else None),
-    )
-    return rows
+    summary = summarise(figures)
+    logger.info("%s", summary)
+    return {"environment": environment, "summary": summary, "key": key, "figures": rows}

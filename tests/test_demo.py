@@ -91,3 +91,8 @@ def test_demo_runs_to_completion_and_prints_the_table(tmp_path: Path, prefect_ho
     )
     assert re.search(rolled_back, output), output
     assert "rollback verify" in output
+    # and ends with each environment's delivery report, fed by the records of the runs above
+    assert "staging, last 30 days: 1 deploys (1 succeeded, 0 failed, 0 rolled back)" in output, output
+    assert "production, last 30 days: 2 deploys (1 succeeded, 0 failed, 1 rolled back)" in output, output
+    assert "change failure rate 50%" in output, output
+    assert re.search(r"http://127\.0\.0\.1:\d+/artifacts/key/production-delivery\n", output), output

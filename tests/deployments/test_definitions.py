@@ -123,6 +123,7 @@ def yaml_names() -> set[str]:
         "flows/production.py:deploy_to_production": "deploy-to-production",
         "flows/first_deploy.py:first_deploy": "first-deploy",
         "flows/poller.py:poll_github": "poll-github",
+        "flows/delivery_report.py:delivery_report": "delivery-report",
     }
     return {f"{flows[entry['entrypoint']]}/{entry['name']}" for entry in entries}
 
@@ -170,6 +171,13 @@ def test_prefect_deploy_all_creates_the_deployments_and_their_automations(deploy
         intervals = [json.loads(s[0]).get("interval") for s in deployed[full_name]["schedules"]]
         expected = [float(s["interval"]) if "interval" in s else None for s in entry.get("schedules") or []]
         assert intervals == expected, full_name
+    # the delivery report: one daily schedule per environment, each with its own parameters
+    report = deployed["delivery-report/daily"]
+    assert report["parameters"] == {"days": 30}
+    assert {(json.loads(s[0])["cron"], s[2]) for s in report["schedules"]} == {
+        ("0 6 * * *", repr({"environment": "staging"})),
+        ("5 6 * * *", repr({"environment": "production"})),
+    }
 
 
 def test_the_triggers_send_a_tag_to_production_and_a_branch_to_staging(deployed: dict[str, dict[str, Any]]):

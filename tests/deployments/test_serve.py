@@ -176,7 +176,10 @@ def test_serve_sandbox_pushes_deploy_and_sigterm_stops_everything(serve: Served)
     assert httpx.post(f"{api}/block_documents/filter", json={}, headers=wrong, timeout=10).status_code == 401
     with prefect_api(api) as client:
         names = {d["name"] for d in client.post("/block_documents/filter", json={}).raise_for_status().json()}
+        settings = client.get("/admin/settings").raise_for_status().json()
     assert {"staging", "production", "sandbox-github"} <= names
+    # the deployment events are part of the delivery history: kept 90 days, not Prefect's default 7
+    assert settings["server"]["events"]["retention_period"] == "P90D"
 
     sha = push(serve.state, "xchem/fragalysis-frontend", "staging")
     staging = serve.wait_for(lambda: state_of(api, "deploy-to-staging/staging", *FINAL), "the staging run", 240)

@@ -46,7 +46,7 @@ def stack_digests(sb: Sandbox, namespace: str = "production-stack") -> set[str]:
 def table_of(state: Any) -> list[dict[str, str]]:
     import json
 
-    (table,) = [a for a in artifacts_of(state.state_details.flow_run_id) if a.type == "table"]
+    (table,) = [a for a in artifacts_of(state.state_details.flow_run_id) if a.key.endswith("-timings")]
     return table.data if isinstance(table.data, list) else json.loads(table.data)
 
 
@@ -301,3 +301,50 @@ def test_a_first_deployment_creates_the_stack_and_is_refused_when_it_exists(
     assert again.is_failed()
     assert "the StatefulSet staging-stack/stack exists already" in again.message
     assert "force=True" in again.message
+
+
+def test_the_deploys_records_feed_the_delivery_report(make_sandbox: Callable[..., Sandbox], deploy_target):
+    """A good tag, a bad one rolled back and one whose AWX job fails: their records give the report its figures."""
+    from flows.delivery_report import delivery_report
+
+    sb = make_sandbox(scenario(), speed=SPEED)
+    target = production(deploy_target, sb)
+    for tag in ("1.0.3", "1.0.4", "1.0.5"):
+        sb.push(STACK, f"refs/tags/{tag}")
+    assert run(target, "1.0.3").is_completed()
+    sb.set_faults(crashloop=[{"namespace": "production-stack", "image": f"{STACK}:1.0.4", "error": CRASH_ERROR}])
+    rolled_back = run(target, "1.0.4")
+    assert "verified" in rolled_back.message
+    sb.set_faults(awx_jobs=[{"template": "Production Fragalysis Stack (Version Change)", "outcome": "failed"}])
+    assert run(target, "1.0.5").is_failed()
+
+    result = delivery_report(environment=target.environment, days=1)
+
+    assert result["summary"].startswith(
+        f"{target.environment}, last 1 days: 3 deploys (1 succeeded, 1 failed, 1 rolled"
+    )
+    rows = {row["figure"]: row["value"] for row in result["figures"]}
+    assert (rows["deploys"], rows["deploys succeeded"], rows["deploys rolled-back"], rows["deploys failed"]) == (
+        3,
+        1,
+        1,
+        1,
+    )
+    assert (rows["changes"], rows["change failures"]) == (3, 2), "all three launched AWX"
+    assert rows["lead time count"] == 1
+    assert rows["lead time p50 seconds"] > 0
+    assert rows["lead time target seconds"] == 15 * 60, "the target in modelled seconds"
+    assert rows["time to restore count"] == 1, "the rollback restored production; the failed job has not"
+    assert rows["not restored yet"] == 1
+    assert rows["stage stack build p50 seconds"] > 0
+    (page,) = artifacts_of_key(result["key"])
+    assert "1 rolled-back" in page.data
+    assert "data:image/svg+xml;base64," in page.data
+
+
+def artifacts_of_key(key: str) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
