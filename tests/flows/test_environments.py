@@ -51,7 +51,7 @@ def test_cancelling_a_deploy_ends_it_quickly_and_cancels_its_awx_job(
     (event,) = deployment_events(sha)
     assert event.event == "fragalysis.deployment.cancelled"
     assert event.payload["run_id"] == str(run)
-    (table,) = [a for a in artifacts_of(run) if a.key.endswith("-timings")]
+    (table,) = [a for a in artifacts_of(run) if (a.key or "").endswith("-timings")]
     assert "cancelled" in (table.description or "")
     from prefect.variables import Variable
 

@@ -46,7 +46,7 @@ def stack_digests(sb: Sandbox, namespace: str = "production-stack") -> set[str]:
 def table_of(state: Any) -> list[dict[str, str]]:
     import json
 
-    (table,) = [a for a in artifacts_of(state.state_details.flow_run_id) if a.key.endswith("-timings")]
+    (table,) = [a for a in artifacts_of(state.state_details.flow_run_id) if (a.key or "").endswith("-timings")]
     return table.data if isinstance(table.data, list) else json.loads(table.data)
 
 
