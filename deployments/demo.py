@@ -188,7 +188,7 @@ def _delivery_reports() -> None:
     for environment in ("staging", "production"):
         result = delivery_report(environment=environment, days=30)
         print(f"  {result['summary']}")
-        print(f"  {artifact_url(result['key'])}", flush=True)
+        print(f"  {artifact_url(result['artifact_id'])}", flush=True)
 
 
 def _wait_for_deployment(name: str, timeout: float = 120.0) -> Any:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 
 
-def artifact_url(key: str) -> str:
-    """The UI page of a keyed artifact (its latest version and its history)."""
+def artifact_url(artifact_id: str) -> str:
+    """The UI page of an artifact. (The page of its key, ``/artifacts/key/<key>``, showed only the description in
+    headless Chromium with Prefect 3.9.1's UI; the artifact's own page shows the markdown and its pictures.)"""
     from prefect.settings import PREFECT_UI_URL
 
-    return f"{PREFECT_UI_URL.value() or 'http://127.0.0.1:4200'}/artifacts/key/{key}"
+    return f"{PREFECT_UI_URL.value() or 'http://127.0.0.1:4200'}/artifacts/artifact/{artifact_id}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,5 +34,5 @@ def main(argv: list[str] | None = None) -> int:
     for environment in args.environment or ["staging", "production"]:
         result = delivery_report(environment=environment, days=args.days)
         print(result["summary"])
-        print(f"  {artifact_url(result['key'])}", flush=True)
+        print(f"  {artifact_url(result['artifact_id'])}", flush=True)
     return 0

@@ -62,7 +62,7 @@ def read_records(environment: str, since: datetime) -> Iterator[DeployRecord]:
 def delivery_report(environment: str = "production", days: int = 30) -> dict[str, Any]:
     """Deploys per day, lead time against the target, each stage's p50/p95 and trend, change failure rate and time to
     restore of ``environment`` over the last ``days`` days; published as artifacts. Returns the one-line summary, the
-    markdown artifact's key and the figures' rows.
+    markdown artifact's key and id, and the figures' rows.
 
     Args:
         environment: the environment (a StackTarget's ``environment``: staging, production, a developer's stack).
@@ -76,7 +76,7 @@ def delivery_report(environment: str = "production", days: int = 30) -> dict[str
     figures = delivery_figures(records, environment, until=until, days=days)
     rows = figure_rows(figures)
     key = artifact_key(environment, "delivery")
-    create_markdown_artifact(
+    page = create_markdown_artifact(
         markdown=render_markdown(figures),
         key=key,
         description=f"{environment}: delivery over the last {days} days",
@@ -88,4 +88,4 @@ def delivery_report(environment: str = "production", days: int = 30) -> dict[str
     )
     summary = summarise(figures)
     logger.info("%s", summary)
-    return {"environment": environment, "summary": summary, "key": key, "figures": rows}
+    return {"environment": environment, "summary": summary, "key": key, "artifact_id": str(page), "figures": rows}

@@ -91,12 +91,12 @@ def lead_time_svg(figures: DeliveryFigures) -> str:
             f'<text x="{LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end" fill="#555555">{minutes(value)}</text>'
         )
     parts.append(f'<line x1="{LEFT}" y1="{y(0):.1f}" x2="{WIDTH - RIGHT}" y2="{y(0):.1f}" stroke="#555555"/>')
-    for label, moment in (
-        (figures.since.strftime("%Y-%m-%d"), figures.since),
-        (figures.until.strftime("%Y-%m-%d"), figures.until),
+    for label, moment, anchor in (
+        (figures.since.strftime("%Y-%m-%d"), figures.since, "start"),
+        (figures.until.strftime("%Y-%m-%d %H:%M"), figures.until, "end"),
     ):
         parts.append(
-            f'<text x="{x(moment):.1f}" y="{y(0) + 16:.1f}" text-anchor="middle" fill="#555555">{label}</text>'
+            f'<text x="{x(moment):.1f}" y="{y(0) + 16:.1f}" text-anchor="{anchor}" fill="#555555">{label}</text>'
         )
     if figures.target is not None:
         at = y(figures.target)
@@ -135,7 +135,7 @@ def stages_svg(figures: DeliveryFigures, *, last: int = 30) -> str:
         for label, _ in parts_of:
             if label not in groups:
                 groups[label] = "#bdbdbd" if label == WAITING else PALETTE[(len(groups)) % len(PALETTE)]
-    label_width, row, top = 200, 18, 40
+    label_width, row, top = 250, 18, 40
     legend_rows = (len(groups) + 3) // 4
     height = top + row * max(1, len(bars)) + 40 + 18 * legend_rows
     longest = max([sum(s for _, s in p) for _, p in bars] + [figures.target or 0.0, 60.0])
@@ -190,9 +190,10 @@ def _legend(entries: Sequence[tuple[str, str]], y: int, per_row: int = 6) -> lis
 
 
 def _label(record: DeployRecord) -> str:
+    """``11-29 10:00 frontend@1a2b3c4``, a failure marked: at most about 40 characters, which fit the label column."""
     when = record.ended_at.strftime("%m-%d %H:%M")
     mark = "" if record.outcome == DeploymentOutcome.SUCCEEDED.value else f" {record.outcome.upper()}"
-    return f"{when} {record.change[:24]}{mark}"
+    return f"{when} {record.change[:18]}{mark}"
 
 
 def _describe(record: DeployRecord) -> str:

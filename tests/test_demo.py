@@ -95,4 +95,4 @@ def test_demo_runs_to_completion_and_prints_the_table(tmp_path: Path, prefect_ho
     assert "staging, last 30 days: 1 deploys (1 succeeded, 0 failed, 0 rolled back)" in output, output
     assert "production, last 30 days: 2 deploys (1 succeeded, 0 failed, 1 rolled back)" in output, output
     assert "change failure rate 50%" in output, output
-    assert re.search(r"http://127\.0\.0\.1:\d+/artifacts/key/production-delivery\n", output), output
+    assert re.search(r"http://127\.0\.0\.1:\d+/artifacts/artifact/[0-9a-f-]{36}\n", output), output
