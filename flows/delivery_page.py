@@ -66,6 +66,12 @@ def render_markdown(figures: DeliveryFigures) -> str:
         kinds = sorted({r.outcome for r in f.apart})
         listed = ", ".join(f"{sum(1 for r in f.apart if r.outcome == k)} {k}" for k in kinds)
         lines.append(f"- **listed apart** (not failures): {listed}")
+    busy = [(day, counts) for day, counts in f.per_day if any(counts.values())]
+    if busy:
+        lines += ["", "## Deploys per day", "", "| day (UTC) | succeeded | failed | rolled back |", "|---|---|---|---|"]
+        for day, counts in busy:
+            lines.append(f"| {day:%Y-%m-%d} | {' | '.join(str(counts[outcome]) for outcome in COUNTED)} |")
+        lines.append(f"\n{len(f.per_day) - len(busy)} of the {len(f.per_day)} days had no deploy.")
     if f.stages:
         lines += [
             "",
@@ -138,6 +144,12 @@ def figure_rows(figures: DeliveryFigures) -> list[dict[str, Any]]:
         {"figure": "change failure rate", "value": f.change_failure_rate},
         *spread("time to restore", f.time_to_restore),
         {"figure": "not restored yet", "value": sum(1 for r in f.restores if r.restored_at is None)},
+    ]
+    rows += [
+        {"figure": f"deploys on {day:%Y-%m-%d} {outcome}", "value": counts[outcome]}
+        for day, counts in f.per_day
+        if any(counts.values())
+        for outcome in COUNTED
     ]
     for s in f.stages:
         rows += [

@@ -77,6 +77,12 @@ def test_a_staging_history():
     day = dict(figures.per_day)
     assert day[at("2026-11-25T00:00").date()] == {"succeeded": 1, "failed": 1, "rolled-back": 0}
     assert len(figures.per_day) == 31  # 2026-10-31 .. 2026-11-30, partial days at both ends
+    rows = {row["figure"]: row["value"] for row in figure_rows(figures)}
+    assert (rows["deploys on 2026-11-25 succeeded"], rows["deploys on 2026-11-25 failed"]) == (1, 1)
+    assert "deploys on 2026-11-27 succeeded" not in rows, "c1 was superseded: not a deploy"
+    page = render_markdown(figures)
+    assert "| 2026-11-25 | 1 | 1 | 0 |" in page
+    assert "26 of the 31 days had no deploy." in page  # deploys on 11-10, 11-20, 11-25, 11-26, 11-28
     # lead times 840 960 780 900 -> sorted 780 840 900 960: p50 the 2nd, p95 the 4th; 960 over the 900-s target
     assert figures.lead_time is not None
     assert (figures.lead_time.p50, figures.lead_time.p95, figures.lead_time.count) == (840, 960, 4)
