@@ -54,17 +54,12 @@ def ours(sb: Sandbox) -> list[Any]:
     return [r for r in sb.requests() if r.user_agent.startswith(OUR_AGENT)]
 
 
-BAD_TAGS = {
+BAD_TAGS = {  # one tag per rule through the flow; tests/flows/test_tags.py has the policy's whole table
     "1.2.3-rc1": "matches",
-    "v1.2.3": "matches",
-    "1.2": "matches",
-    "latest": "matches",
-    "staging": "matches",
     "": "a tag is required",
     "1.2.3\n": "no white space",
     "9" * 5000: "at most 128 characters",
     "release/1.2.3": "no '/'",
-    "1.2 .3": "no white space",
 }
 
 
