@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import resource
@@ -125,6 +126,39 @@ def first_lines() -> Iterator[list[datetime]]:
         inputs.load_target = original  # type: ignore[assignment]
 
 
+class PrefectRetries(logging.Filter):
+    """Counts the answers of Prefect's API that its client tried again (a 503 when the embedded SQLite database is
+    locked, say: tried again after 2 s, then 4 s), from the client's own debug line, which it then drops (the
+    logger's level is lowered to see them; records at the level it had go on as before)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+        self.retries: Counter[str] = Counter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "retryable status code" in message:
+            self.retries[message.split("retryable status code", 1)[1].split(".")[0].strip()] += 1
+        elif "retryable exception" in message:
+            self.retries["no answer"] += 1
+        return record.levelno >= self.level
+
+
+@contextmanager
+def prefect_retries() -> Iterator[PrefectRetries]:
+    client_logger = logging.getLogger("prefect.client")
+    level = client_logger.getEffectiveLevel()
+    counter = PrefectRetries(level)
+    client_logger.addFilter(counter)
+    client_logger.setLevel(logging.DEBUG)
+    try:
+        yield counter
+    finally:
+        client_logger.removeFilter(counter)
+        client_logger.setLevel(level)
+
+
 def deploy_at(speed: float, runs: int) -> list[dict[str, Any]]:
     """``runs`` staging deploys of frontend commits against a sandbox at ``speed``; their figures."""
     from prefect.client.orchestration import get_client
@@ -146,7 +180,7 @@ def deploy_at(speed: float, runs: int) -> list[dict[str, Any]]:
             before = len(sandbox.requests())
             sha = sandbox.push("xchem/fragalysis-frontend", "staging", message=f"benchmark {index}")
             started = time.monotonic()
-            with first_lines() as seen:
+            with first_lines() as seen, prefect_retries() as retried:
                 state = deploy_to_staging(source="frontend", sha=sha, return_state=True)
             wall = time.monotonic() - started
             if not state.is_completed():
@@ -158,7 +192,8 @@ def deploy_at(speed: float, runs: int) -> list[dict[str, Any]]:
             stack_run = sandbox.github.state.runs.get(stack_run_id)
             ours = [r for r in sandbox.requests()[before:] if r.user_agent.startswith("fragalysis-cd")]
             results.append(
-                measure(
+                {"prefect_retries": dict(retried.retries)}
+                | measure(
                     report,
                     wall,
                     flow_run,
@@ -208,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{_f(row['stack_done_to_awx_launch_s'], 9)}  {_f(row['last_event_to_flow_end_s'], 12)}  "
                 f"{_f(row['overhead_s'], 7)}  {_f(row['prefect_startup_s'], 12)}  "
                 f"{row['github_counted']:>14}/{row['github_304']:<3}  {row['requests_total']} {row['requests']} "
-                f"(old chain AWX {row['old_chain_awx_requests']})"
+                f"(old chain AWX {row['old_chain_awx_requests']}) Prefect retries {row['prefect_retries'] or 0}"
             )
     summary: dict[str, Any] = {"speeds": speeds, "runs": results, "peak_rss_mb": peak_mb, "by_speed": {}}
     for speed in speeds:

@@ -152,9 +152,15 @@ def _flush() -> None:
         logger.warning("The flow run's last labels were not sent within %.0f s", FLUSH_SECONDS)
 
 
+LABEL_CLIENT_SETTINGS = {"timeout": 30.0}
+"""httpx settings of the label updates' own client: settings other than the run's make ``get_client`` build a client
+of their own rather than hand back the run's, which is closed when the run has ended (its end does not wait for its
+last labels)."""
+
+
 def _send(update: _Update) -> None:
     try:
-        with get_client(sync_client=True) as client:
+        with get_client(sync_client=True, httpx_settings=LABEL_CLIENT_SETTINGS) as client:
             client.update_flow_run_labels(UUID(update.run_id), update.labels)  # type: ignore[arg-type]
     except Exception as error:  # the labels only inform: never fail a deployment on them
         stage = update.labels.get(f"{PREFIX}stage")
