@@ -119,11 +119,11 @@ def first_lines() -> Iterator[list[datetime]]:
         seen.append(datetime.now(UTC))
         return original(*args, **kwargs)
 
-    inputs.load_target = load_target  # type: ignore[assignment]
+    inputs.load_target = load_target
     try:
         yield seen
     finally:
-        inputs.load_target = original  # type: ignore[assignment]
+        inputs.load_target = original
 
 
 class PrefectRetries(logging.Filter):
@@ -165,6 +165,7 @@ def deploy_at(speed: float, runs: int) -> list[dict[str, Any]]:
 
     from blocks import Mode
     from deployments.sandbox_target import save_sandbox_blocks
+    from flows.report import DeploymentReport
     from flows.staging import deploy_to_staging
     from sandbox.runtime import FREE_PORTS, Sandbox
     from sandbox.scenario import load_scenario
@@ -186,8 +187,11 @@ def deploy_at(speed: float, runs: int) -> list[dict[str, Any]]:
             if not state.is_completed():
                 raise SystemExit(f"speed {speed} run {index} failed: {state.message}")
             report = state.result()
+            run_id = state.state_details.flow_run_id
+            if not isinstance(report, DeploymentReport) or run_id is None:
+                raise SystemExit(f"speed {speed} run {index} returned no report: {state.message}")
             with get_client(sync_client=True) as client:
-                flow_run = client.read_flow_run(state.state_details.flow_run_id)
+                flow_run = client.read_flow_run(run_id)
             stack_run_id = int(report.links["stack build"].rstrip("/").rsplit("/", 1)[-1])
             stack_run = sandbox.github.state.runs.get(stack_run_id)
             ours = [r for r in sandbox.requests()[before:] if r.user_agent.startswith("fragalysis-cd")]
@@ -212,7 +216,7 @@ def _f(value: float | None, width: int = 6) -> str:
 
 
 def median(rows: list[dict[str, Any]], key: str) -> float:
-    return statistics.median(row[key] for row in rows if row[key] is not None)
+    return float(statistics.median(row[key] for row in rows if row[key] is not None))
 
 
 def main(argv: list[str] | None = None) -> int:
