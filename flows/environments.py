@@ -202,9 +202,15 @@ def hold(environment: str, me: Me, *, poll_seconds: float = POLL_SECONDS) -> Ite
                     launches.holding(str(me.id), str(lease))
                 try:
                     yield
-                finally:
-                    if lease is not None:  # released with the slot (a suspended run's record outlives this)
+                except Exception:
+                    raise  # a failed run's record is forgotten right after, as a completed run's (see below)
+                except BaseException:
+                    # suspended (Pause) or stopped: the record outlives the slot, so it must not name the lease
+                    if lease is not None:
                         launches.holding(str(me.id), None)
+                    raise
+                # a run that ends, completed or failed, has its record forgotten by the pipeline once the slot is
+                # released: clearing the lease here too was two more requests on the way to the run's end
         finally:
             logger.info("Released %s (limit %s)", environment, name)
         return

@@ -12,13 +12,18 @@ Labels (every value a string, "" when not known yet)::
 
 The pipeline registers its report once (``begin``); each stage calls ``mark`` as it starts, and the labels are read
 from the report at that moment (the pipeline fills the sha and the digest in as it learns them). The updates are sent
-in order by one background thread, so that no stage waits for them (they are on the path to the roll-out); ``forget``
-(when the outcome is published) waits for the last one. A label update that fails is logged and never fails the run:
-it only informs.
+in order by one background thread, so that no stage waits for them (they are on the path to the roll-out), and
+several waiting for that thread are sent as one (the newest labels of each run). Nor does the run's end wait for
+them: ``forget`` (when the outcome is published) returns at once, and the process, as it exits (a served run's process
+ends with its run), gives the last updates up to ``FLUSH_SECONDS`` to go. On Prefect's SQLite a label update often
+meets a write lock (503) and Prefect's client tries again 2 s later: waiting for it made every deploy end 2 s after
+its last pod was Ready (benchmarks/README.md, ``staging_redeploy.py``). A label update that fails is logged and never
+fails the run: it only informs.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import logging
 import queue
@@ -41,7 +46,7 @@ FACTS = ("environment", "change", "sha", "tag", "digest", "stage")
 logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 2.0
-"""How long ``forget`` waits for the run's last label update."""
+"""How long the process, as it exits, waits for the last label updates."""
 
 
 @dataclass
@@ -59,6 +64,8 @@ _marked: dict[str, _Update] = {}
 _updates: queue.SimpleQueue[_Update] = queue.SimpleQueue()
 _lock = threading.Lock()
 _sender: threading.Thread | None = None
+_last: _Update | None = None
+"""The newest update queued, for the flush at exit."""
 
 
 def begin(report: DeploymentReport) -> None:
@@ -84,13 +91,11 @@ def stage_of(run_id: str | None) -> str | None:
 
 
 def forget(run_id: str | None) -> None:
-    """The run is over (its outcome published): wait a little for its last label update to be sent, then drop
-    what this process kept about it."""
+    """The run is over (its outcome published): drop what this process kept about it. Its last label update is not
+    waited for (it is sent in the background, and flushed as the process exits)."""
     with _lock:
-        marked = _marked.pop(run_id or "", None)
+        _marked.pop(run_id or "", None)
     _reports.pop(run_id or "", None)
-    if marked is not None and not marked.done.wait(FLUSH_SECONDS):
-        run_logger().warning("The flow run's last labels were not sent within %.0f s", FLUSH_SECONDS)
 
 
 def labels_of(report: DeploymentReport | None, stage: str, facts: dict[str, Any]) -> dict[str, str]:
@@ -110,31 +115,52 @@ def labels_of(report: DeploymentReport | None, stage: str, facts: dict[str, Any]
 
 def _update(run_id: str, stage: str, facts: dict[str, Any]) -> None:
     labels = labels_of(_reports.get(run_id), stage, facts)
-    global _sender
+    global _sender, _last
     with _lock:
         marked = _marked.get(run_id)
         if marked is not None and marked.labels == labels:
             return
-        update = _marked[run_id] = _Update(run_id, labels, run_logger())
+        update = _marked[run_id] = _last = _Update(run_id, labels, run_logger())
+        if _sender is None:
+            atexit.register(_flush)
         if _sender is None or not _sender.is_alive():
             _sender = threading.Thread(target=_send_updates, name="fragalysis-progress-labels", daemon=True)
             _sender.start()
-    _updates.put(update)
+        _updates.put(update)
 
 
 def _send_updates() -> None:
-    """Send the label updates in the order the stages were marked (the AWX job and the roll-out run in threads)."""
+    """Send the label updates in the order the stages were marked (the AWX job and the roll-out run in threads);
+    of the updates waiting together, only each run's newest is sent (the labels are whole sets, not changes)."""
     while True:
-        update = _updates.get()
+        waiting = [_updates.get()]
+        while not _updates.empty():
+            waiting.append(_updates.get_nowait())
+        newest = {update.run_id: update for update in waiting}
         try:
-            update.context.run(_send, update)
+            for update in newest.values():
+                update.context.run(_send, update)
         finally:
-            update.done.set()
+            for update in waiting:
+                update.done.set()
+
+
+def _flush() -> None:
+    """At the process's exit: give the last label updates up to ``FLUSH_SECONDS`` to be sent."""
+    last = _last
+    if last is not None and not last.done.wait(FLUSH_SECONDS):
+        logger.warning("The flow run's last labels were not sent within %.0f s", FLUSH_SECONDS)
+
+
+LABEL_CLIENT_SETTINGS = {"timeout": 30.0}
+"""httpx settings of the label updates' own client: settings other than the run's make ``get_client`` build a client
+of their own rather than hand back the run's, which is closed when the run has ended (its end does not wait for its
+last labels)."""
 
 
 def _send(update: _Update) -> None:
     try:
-        with get_client(sync_client=True) as client:
+        with get_client(sync_client=True, httpx_settings=LABEL_CLIENT_SETTINGS) as client:
             client.update_flow_run_labels(UUID(update.run_id), update.labels)  # type: ignore[arg-type]
     except Exception as error:  # the labels only inform: never fail a deployment on them
         stage = update.labels.get(f"{PREFIX}stage")

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from clients.errors import ApiError, BuildFailed, RateLimited
+from clients.errors import ApiError, BuildFailed, DeadlineExceeded, RateLimited
 from clients.github import GitHubClient, RunConclusion, RunStatus
 from clients.waiting import Poll
 from sandbox.runtime import Sandbox
@@ -77,6 +77,30 @@ def test_dispatch_by_name_and_follow_with_etags(
     assert all(step.seconds is not None for step in ran)
     assert jobs[0].seconds is not None
     assert len(served(sb, "POST", "/dispatches")) == 1
+
+
+def rate_limit_used(sb: Sandbox) -> int:
+    """GitHub's count of the requests made against the rate limit (``/rate_limit`` itself is not counted)."""
+    endpoint = sb.endpoints()["github"]
+    answer = httpx.get(f"{endpoint['url']}/rate_limit", headers={"Authorization": f"Bearer {endpoint['token']}"})
+    return int(answer.json()["rate"]["used"])
+
+
+def test_following_an_unchanged_run_costs_one_request_against_the_rate_limit(
+    make_sandbox: Callable[..., Sandbox], github_of: Callable[[Sandbox], GitHubClient]
+) -> None:
+    # at speed 1 the dispatched run stays queued, unchanged, for its 10 s in GitHub's queue
+    sb = make_sandbox(scenario(), speed=1)
+    github = github_of(sb)
+    run = github.dispatch(STACK, "build-main.yaml", "refs/heads/master", INPUTS)
+    used = rate_limit_used(sb)
+    with pytest.raises(DeadlineExceeded):
+        github.follow_run(run, 0.5, poll=Poll(initial=0.05, factor=1.0, cap=0.05))
+    polls = served(sb, "GET", f"/actions/runs/{run.id}")[1:]  # the first was dispatch's read of the new run
+    assert len(polls) >= 3
+    # the first read of the follow is counted; every later one sent the ETag and was answered 304, which is free
+    assert [r.status for r in polls] == [200] + [304] * (len(polls) - 1)
+    assert rate_limit_used(sb) - used == 1
 
 
 def test_dispatch_falls_back_when_return_run_details_is_rejected(
