@@ -66,11 +66,11 @@ def render_markdown(figures: DeliveryFigures) -> str:
         kinds = sorted({r.outcome for r in f.apart})
         listed = ", ".join(f"{sum(1 for r in f.apart if r.outcome == k)} {k}" for k in kinds)
         lines.append(f"- **listed apart** (not failures): {listed}")
-    busy = [(day, counts) for day, counts in f.per_day if any(counts.values())]
+    busy = [(day, tally) for day, tally in f.per_day if any(tally.values())]
     if busy:
         lines += ["", "## Deploys per day", "", "| day (UTC) | succeeded | failed | rolled back |", "|---|---|---|---|"]
-        for day, counts in busy:
-            lines.append(f"| {day:%Y-%m-%d} | {' | '.join(str(counts[outcome]) for outcome in COUNTED)} |")
+        for day, tally in busy:
+            lines.append(f"| {day:%Y-%m-%d} | {' | '.join(str(tally[outcome]) for outcome in COUNTED)} |")
         lines.append(f"\n{len(f.per_day) - len(busy)} of the {len(f.per_day)} days had no deploy.")
     if f.stages:
         lines += [

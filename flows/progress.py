@@ -146,10 +146,12 @@ def _send_updates() -> None:
 
 
 def _flush() -> None:
-    """At the process's exit: give the last label updates up to ``FLUSH_SECONDS`` to be sent."""
+    """At the process's exit: give the last label updates up to ``FLUSH_SECONDS`` to be sent. Nothing is logged if
+    they were not: at exit the log's streams may already be closed (a "Logging error" trace instead of a line), and
+    labels only inform."""
     last = _last
-    if last is not None and not last.done.wait(FLUSH_SECONDS):
-        logger.warning("The flow run's last labels were not sent within %.0f s", FLUSH_SECONDS)
+    if last is not None:
+        last.done.wait(FLUSH_SECONDS)
 
 
 LABEL_CLIENT_SETTINGS = {"timeout": 30.0}
