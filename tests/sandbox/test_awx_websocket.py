@@ -108,7 +108,8 @@ def test_awxkit_wsclient_receives_every_status_of_a_job(make_sandbox):
 def test_token_in_the_authorization_header_authenticates_the_handshake(make_sandbox):
     from websockets.sync.client import connect
 
-    sb = make_sandbox(speed=600)
+    # the job stays pending (no playbook left running when the sandbox stops)
+    sb = make_sandbox(speed=600, faults={"awx_jobs": [{"template": STAGING_VC, "outcome": "pending"}]})
     headers = {"Authorization": f"Bearer {sb.scenario.awx.token}", "Cookie": "csrftoken=chosen-by-the-client"}
     with connect(_ws_url(sb.urls["awx"]), additional_headers=headers, open_timeout=5) as ws:
         assert json.loads(ws.recv(timeout=5)) == {"accept": True, "user": 1}
