@@ -387,10 +387,13 @@ class AwxClient(Closable):
         watch = self._watch(job_id, wake) if not (isinstance(job, Job) and job.status.finished) else None
         try:
             ended = poll_until(finished, Deadline(deadline_seconds), poll, stop, wake)
+            current = last[0]
+            if ended is not None and (on_output is not None or not current.status.succeeded):
+                # AWX's "summary" message says every event is stored: the websocket wakes this wait too
+                current = self._await_events(current, output_wait_seconds, wake)
         finally:
             if watch is not None:
                 watch.close()
-        current = last[0]
         if ended is None and stop is not None and stop.is_set():
             return current
         if ended is None:
@@ -400,8 +403,6 @@ class AwxClient(Closable):
                 url=current.ui_url,
                 last_status=str(current.status),
             )
-        if on_output is not None or not current.status.succeeded:
-            current = self._await_events(current, output_wait_seconds)
         if on_output is not None:
             self._stream(current, next_line, on_output)
         if current.status.succeeded:
@@ -433,8 +434,9 @@ class AwxClient(Closable):
         url = websocket_url(self.base_url, self.websocket_path)
         return StatusWatch(url, job_id, wake, authorization=authorization, verify=self._verify).start()
 
-    def _await_events(self, job: Job, seconds: float) -> Job:
-        """Poll until AWX has stored every output event (``event_processing_finished``), for at most ``seconds``."""
+    def _await_events(self, job: Job, seconds: float, wake: threading.Event | None = None) -> Job:
+        """Poll until AWX has stored every output event (``event_processing_finished``), for at most ``seconds``;
+        ``wake`` (AWX's websocket said so) cuts a sleep short."""
         if job.event_processing_finished is not False:
             return job
         last = [job]  # the job as last read (a list, so that the check can replace it)
@@ -443,7 +445,7 @@ class AwxClient(Closable):
             last[:] = [self.job(job.id)]
             return last[0] if last[0].event_processing_finished is not False else None
 
-        return poll_until(processed, Deadline(seconds), Poll(initial=0.25, factor=1.5, cap=2.0)) or last[0]
+        return poll_until(processed, Deadline(seconds), Poll(initial=0.25, factor=1.5, cap=2.0), None, wake) or last[0]
 
     def _stream(self, job: Job, start_line: int, on_output: OutputCallback) -> int:
         for chunk in self.iter_output(job, start_line):

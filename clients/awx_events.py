@@ -1,6 +1,7 @@
 """AWX's websocket as a wake-up call while following a job (docs/facts-awx-websocket.md).
 
-AWX pushes ``jobs-status_changed`` messages to its UI over ``/websocket/``; AWX 24 authenticates that handshake
+AWX pushes ``jobs-status_changed`` messages to its UI over ``/websocket/`` (and ``jobs-summary`` once a job's
+events are all stored); AWX 24 authenticates that handshake
 as it does a REST request (``Authorization: Bearer <token>`` or Basic). A ``StatusWatch`` listens there for one
 job's messages and sets an event on each, which wakes the follow's poll at once. The poll stays the source of
 truth: a message is only a reason to read the job now. A websocket that is refused, absent (an older AWX, a proxy
@@ -42,7 +43,8 @@ def websocket_url(base_url: str, path: str) -> str:
 
 
 class StatusWatch:
-    """Sets ``wake`` whenever AWX's websocket says the status of job ``job_id`` changed.
+    """Sets ``wake`` whenever AWX's websocket says the status of job ``job_id`` changed, or that its events are all
+    stored (``jobs-summary``, which AWX sends when event processing has finished).
 
     Args:
         url: the websocket's URL (``websocket_url``).
@@ -113,7 +115,7 @@ class StatusWatch:
                 accepted = _message(connection.recv(timeout=OPEN_TIMEOUT_SECONDS))
                 if not accepted.get("accept"):
                     raise ConnectionError(f"AWX did not accept the websocket: {_brief(accepted)}")
-                connection.send(json.dumps({"groups": {"jobs": ["status_changed"]}, "xrftoken": xrftoken}))
+                connection.send(json.dumps({"groups": {"jobs": ["status_changed", "summary"]}, "xrftoken": xrftoken}))
                 for text in connection:
                     self._on(_message(text))
                 if not self._closing.is_set():

@@ -41,7 +41,12 @@ class AwxEmulator(Emulator):
         ]
         self._kube_client: httpx.AsyncClient | None = None
         self.websocket = AwxWebsocket(lambda connection: self.api.user_id(connection))
-        self.runner = JobRunner(runtime, self._kube, on_status=self.websocket.status_changed)
+        self.runner = JobRunner(
+            runtime,
+            self._kube,
+            on_status=self.websocket.status_changed,
+            on_events_processed=self.websocket.events_processed,
+        )
         self.api = AwxApi(self)
 
     def routes(self) -> list[BaseRoute]:

@@ -14,7 +14,9 @@ Follows docs/facts-awx-websocket.md (AWX 24's ``awx/main/consumers.py`` ``EventC
   it (``unified_job_id``, ``status``, ``type``, ``group_name``, ``unified_job_template_id``, plus
   ``instance_group_name`` when waiting and ``finished`` when successful, failed or canceled).
 
-Job events (``job_events-<id>``) and ``jobs-summary`` may be subscribed to but are not pushed (see README).
+``jobs-summary`` (``group_name``, ``unified_job_id``, ``final_counter``) is pushed when a job's events are all stored
+(``event_processing_finished``), as AWX's callback receiver does on a job's EOF. Job events (``job_events-<id>``) may
+be subscribed to but are not pushed (see README).
 """
 
 from __future__ import annotations
@@ -95,6 +97,15 @@ class AwxWebsocket:
     def status_changed(self, job: Job) -> None:
         """Push the job's new status to ``jobs-status_changed``."""
         self.publish("jobs-status_changed", status_message(job))
+
+    @property
+    def connections(self) -> int:
+        """How many websockets are open."""
+        return len(self._connections)
+
+    def events_processed(self, job: Job) -> None:
+        """Push ``jobs-summary``: the callback receiver has stored every event of the job (its EOF)."""
+        self.publish("jobs-summary", {"group_name": "jobs", "unified_job_id": job.id, "final_counter": len(job.events)})
 
     def close_all(self) -> None:
         for connection in list(self._connections):

@@ -25,8 +25,8 @@ def _ws_url(http_url: str) -> str:
     return f"ws://{parts.netloc}/websocket/"
 
 
-def _messages_until_finished(client: Any, job_id: int, seconds: float) -> list[dict[str, Any]]:
-    """Messages about ``job_id`` from awxkit's queue until one says the job finished (or ``seconds`` pass)."""
+def _messages_until_summary(client: Any, job_id: int, seconds: float) -> list[dict[str, Any]]:
+    """Messages about ``job_id`` from awxkit's queue until its ``jobs-summary`` (events all stored), or ``seconds``."""
     end = time.monotonic() + seconds
     seen: list[dict[str, Any]] = []
     while time.monotonic() < end:
@@ -34,7 +34,7 @@ def _messages_until_finished(client: Any, job_id: int, seconds: float) -> list[d
         if not message or message.get("unified_job_id") != job_id:
             continue
         seen.append(message)
-        if message["status"] in ("successful", "failed", "error", "canceled"):
+        if "final_counter" in message:
             break
     return seen
 
@@ -80,19 +80,23 @@ def test_awxkit_wsclient_receives_every_status_of_a_job(make_sandbox):
     try:
         accepted = client._recv(wait=True, timeout=5)
         assert accepted == {"accept": True, "user": 1}
-        client.status_changes()
+        client.job_details()  # what awxkit subscribes to for a job: jobs status_changed and summary
         ack = client._recv(wait=True, timeout=5)
         assert ack == {
-            "groups_current": ["jobs-status_changed"],
+            "groups_current": ["jobs-status_changed", "jobs-summary"],
             "groups_left": [],
-            "groups_joined": ["jobs-status_changed"],
+            "groups_joined": ["jobs-status_changed", "jobs-summary"],
         }
 
         launched = sb.call(sb.awx.launch, STAGING_VC, {"stack_image_tag": "latest"})
-        messages = _messages_until_finished(client, launched["job"], seconds=60)
+        messages = _messages_until_summary(client, launched["job"], seconds=60)
     finally:
         client.close()
 
+    summary = messages.pop()
+    events = sb.call(sb.awx.events, launched["job"])
+    assert summary == {"group_name": "jobs", "unified_job_id": launched["job"], "final_counter": len(events)}
+    assert sb.call(sb.awx.job, launched["job"])["event_processing_finished"] is True
     assert [m["status"] for m in messages] == ["pending", "waiting", "running", "successful"]
     template_id = sb.call(sb.awx.template, STAGING_VC).id
     for message in messages:
