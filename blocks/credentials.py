@@ -35,6 +35,11 @@ class AwxServer(CredentialsBlock):
     verify_tls: bool = Field(default=True, description="Verify the server's TLS certificate")
     ca_bundle: str | None = Field(default=None, description="Path of a CA bundle to verify TLS with")
     timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout of one HTTP request")
+    websocket_path: str | None = Field(
+        default="/websocket/",
+        description="Where AWX serves its websocket, whose job status messages end a follow at once (polling stays "
+        "the fallback); empty to poll alone",
+    )
 
     def get_client(self) -> AwxClient:
         """A new ``AwxClient`` for this server (close it, or use it as a context manager)."""
@@ -48,6 +53,7 @@ class AwxServer(CredentialsBlock):
             password=self.password,
             verify=_verify(self.verify_tls, self.ca_bundle),
             timeout=_timeout(self.timeout_seconds),
+            websocket_path=self.websocket_path or None,
         )
 
 

@@ -10,6 +10,9 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+STOP_CHECK_SECONDS = 0.05
+"""How often a sleep that waits on a wake-up event looks at its stop event."""
+
 
 class Deadline:
     """A point in monotonic time; ``None`` seconds is refused (every wait ends)."""
@@ -27,13 +30,24 @@ class Deadline:
     def expired(self) -> bool:
         return time.monotonic() >= self._end
 
-    def sleep(self, seconds: float, stop: threading.Event | None = None) -> None:
-        """Sleep ``seconds``, or until the deadline if that comes first (or until ``stop`` is set)."""
+    def sleep(self, seconds: float, stop: threading.Event | None = None, wake: threading.Event | None = None) -> None:
+        """Sleep ``seconds``, or until the deadline if that comes first (or until ``stop`` or ``wake`` is set)."""
         wait = max(0.0, min(seconds, self.remaining()))
-        if stop is not None:
-            stop.wait(wait)
-        else:
-            time.sleep(wait)
+        if wake is None:
+            if stop is not None:
+                stop.wait(wait)
+            else:
+                time.sleep(wait)
+            return
+        # Python cannot wait on two events at once: wait on ``wake`` (the one that must act at once) and look at
+        # ``stop`` every STOP_CHECK_SECONDS
+        end = time.monotonic() + wait
+        while True:
+            left = end - time.monotonic()
+            if left <= 0 or (stop is not None and stop.is_set()):
+                return
+            if wake.wait(min(left, STOP_CHECK_SECONDS) if stop is not None else left):
+                return
 
 
 @dataclass
@@ -57,7 +71,11 @@ class Poll:
 
 
 def poll_until(
-    check: Callable[[], T | None], deadline: Deadline, poll: Poll, stop: threading.Event | None = None
+    check: Callable[[], T | None],
+    deadline: Deadline,
+    poll: Poll,
+    stop: threading.Event | None = None,
+    wake: threading.Event | None = None,
 ) -> T | None:
     """Call ``check`` until it returns a value (anything but None), and return that value.
 
@@ -78,6 +96,8 @@ def poll_until(
         deadline: when to give up.
         poll: the intervals between checks.
         stop: an event that ends the wait early (e.g. another stage of the deployment failed).
+        wake: an event that cuts the current sleep short and makes ``check`` run at once (e.g. the service pushed
+            a change); it is cleared before that check, so a push during the check wakes the next sleep.
 
     Returns:
         The first value ``check`` returned, or None at the deadline or on ``stop``.
@@ -89,4 +109,6 @@ def poll_until(
             return value
         if late or (stop is not None and stop.is_set()):
             return None
-        deadline.sleep(poll.next(), stop)
+        deadline.sleep(poll.next(), stop, wake)
+        if wake is not None:
+            wake.clear()

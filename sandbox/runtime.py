@@ -184,7 +184,9 @@ class Sandbox:
                 access_log=False,
                 lifespan="off",
                 timeout_graceful_shutdown=2,
-                ws="none",
+                # AWX serves its websocket (sandbox/awx/websocket.py); uvicorn's sans-I/O websockets protocol
+                # is the one that uses no deprecated websockets API
+                ws="websockets-sansio" if emulator.name == "awx" else "none",
                 ssl_certfile=str(self._tls_files.server) if tls else None,
                 ssl_keyfile=str(self._tls_files.server_key) if tls else None,
             )

@@ -13,12 +13,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox.awx import models
 from sandbox.awx.jobs import JobRunner, LaunchError
+from sandbox.awx.login import Sessions
 from sandbox.awx.models import AWX_VERSION, Job, Organization, Template, Urls
 from sandbox.awx.output import colour, stdout_range
 from sandbox.awx.query import QueryError, filter_items, order_items, paginate, query_params
@@ -123,6 +124,7 @@ class AwxApi:
         self.root = base[: base.rstrip("/").rfind("/") + 1]
         self.installed = emulator.runtime.clock.now()
         """When the objects that come with the install (the execution environments) were created."""
+        self.sessions = Sessions(scenario.username, scenario.password, self.root)
 
     # ------------------------------------------------------------ routes
 
@@ -132,6 +134,7 @@ class AwxApi:
             Route(self.root, self.versions, methods=["GET"]),
             Route(b, self.v2_root, methods=["GET"]),
             Route(b + "ping/", self.ping, methods=["GET"]),
+            Route(self.root + "login/", self.sessions.login, methods=["GET", "POST"]),
         ]
         private: list[tuple[str, Handler, list[str]]] = [
             ("config/", self.config, ["GET"]),
@@ -181,7 +184,13 @@ class AwxApi:
 
         return wrapped
 
-    def _auth_problem(self, request: Request) -> str | None:
+    def user_id(self, connection: HTTPConnection) -> int | None:
+        """The user a websocket handshake authenticates as: a login session, or the REST API's credentials."""
+        if self.sessions.user(connection) is not None or self._auth_problem(connection) is None:
+            return models.USER_ID
+        return None
+
+    def _auth_problem(self, request: HTTPConnection) -> str | None:
         scenario = self.emulator.runtime.scenario.awx
         header = request.headers.get("authorization", "")
         scheme, _, credentials = header.partition(" ")

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, WebSocketRoute
 
 from sandbox.awx import models
 from sandbox.awx.api import HEADERS, AwxApi
@@ -15,6 +15,8 @@ from sandbox.awx.jobs import JobRunner
 from sandbox.awx.models import Organization, Template
 from sandbox.awx.output import stdout_range
 from sandbox.awx.playbooks import Kube
+from sandbox.awx.websocket import PATH as WEBSOCKET_PATH
+from sandbox.awx.websocket import AwxWebsocket
 from sandbox.emulator import Emulator, Runtime
 
 KUBE_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -38,11 +40,17 @@ class AwxEmulator(Emulator):
             for index, spec in enumerate(scenario.templates, 1)
         ]
         self._kube_client: httpx.AsyncClient | None = None
-        self.runner = JobRunner(runtime, self._kube)
+        self.websocket = AwxWebsocket(lambda connection: self.api.user_id(connection))
+        self.runner = JobRunner(
+            runtime,
+            self._kube,
+            on_status=self.websocket.status_changed,
+            on_events_processed=self.websocket.events_processed,
+        )
         self.api = AwxApi(self)
 
     def routes(self) -> list[BaseRoute]:
-        return self.api.routes()
+        return [*self.api.routes(), WebSocketRoute(WEBSOCKET_PATH, self.websocket.endpoint)]
 
     def exception_handlers(self) -> dict[Any, Any]:
         return self.api.exception_handlers()
@@ -61,6 +69,7 @@ class AwxEmulator(Emulator):
         )
 
     async def stop(self) -> None:
+        self.websocket.close_all()
         await self.runner.stop()
         if self._kube_client is not None:
             await self._kube_client.aclose()

@@ -119,9 +119,19 @@ def accept_launch(tpl: Template, payload: dict[str, Any]) -> tuple[dict[str, Any
 class JobRunner:
     """Keeps the jobs and runs each one's life as a background task on the sandbox's loop."""
 
-    def __init__(self, runtime: Runtime, kube: Callable[[], Kube]) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        kube: Callable[[], Kube],
+        on_status: Callable[[Job], None] | None = None,
+        on_events_processed: Callable[[Job], None] | None = None,
+    ) -> None:
         self.runtime = runtime
         self._kube = kube
+        self._on_status = on_status
+        """Told of every status a job takes, its first (``pending``) included: AWX's websocket pushes each."""
+        self._on_events_processed = on_events_processed
+        """Told when a job's events are all stored (AWX's callback receiver then sends ``jobs-summary``)."""
         self.jobs: dict[int, Job] = {}
         self._tasks: dict[int, asyncio.Task[Any]] = {}
         self._event_ids = itertools.count(1)
@@ -136,6 +146,8 @@ class JobRunner:
         job.fault = self._take_fault(tpl.name)
         self.jobs[job.id] = job
         self._tasks[job.id] = self.runtime.spawn(self._life(job), name=f"awx-job-{job.id}")
+        if self._on_status is not None:
+            self._on_status(job)
         return job, ignored
 
     def cancel(self, job: Job) -> bool:
@@ -186,6 +198,8 @@ class JobRunner:
         job.modified = self.runtime.clock.now()
         self._changed.set()
         self._changed = asyncio.Event()
+        if self._on_status is not None:
+            self._on_status(job)
 
     async def _wait_for_change(self) -> None:
         await self._changed.wait()
@@ -215,6 +229,8 @@ class JobRunner:
             self._finish(job, JobStatus.CANCELED)
         await clock.sleep(EVENT_PROCESSING_SECONDS)
         job.event_processing_finished = True
+        if self._on_events_processed is not None:
+            self._on_events_processed(job)
 
     async def _run(self, job: Job) -> None:
         clock = self.runtime.clock

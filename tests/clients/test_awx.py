@@ -43,6 +43,7 @@ def awx(routes: Routes) -> Iterator[AwxClient]:
         retry=FAST,
         transport=routes.transport(),
         launch_lookup_seconds=0.1,
+        websocket_path=None,  # the routes are the whole server (the websocket: test_awx_websocket_follow.py)
     ) as client:
         yield client
 

@@ -27,10 +27,10 @@ class FakeDeadline(Deadline):
     def expired(self) -> bool:
         return self.now >= self.seconds
 
-    def sleep(self, seconds: float, stop: threading.Event | None = None) -> None:
+    def sleep(self, seconds: float, stop: threading.Event | None = None, wake: threading.Event | None = None) -> None:
         wait = max(0.0, min(seconds, self.remaining()))
         self.sleeps.append(wait)
-        if stop is not None and stop.is_set():
+        if (stop is not None and stop.is_set()) or (wake is not None and wake.is_set()):
             return
         self.now += wait
         self.on_sleep(self.now)
@@ -183,4 +183,40 @@ def test_real_clock_stop_from_another_thread_ends_a_long_sleep() -> None:
 
     assert poll_until(check, deadline, steady(300.0), stop) is None
     assert len(calls) == 2
+    assert not deadline.expired
+
+
+def test_wake_set_during_a_check_makes_the_next_check_come_at_once_and_is_cleared() -> None:
+    deadline = FakeDeadline(100.0)
+    wake = threading.Event()
+    statuses = iter(["pending", "running", "successful"])
+    woken: list[bool] = []
+
+    def check() -> str | None:
+        woken.append(wake.is_set())
+        status = next(statuses)
+        wake.set()  # the service pushes the next change while we read this one
+        return status if status == "successful" else None
+
+    assert poll_until(check, deadline, steady(30.0), wake=wake) == "successful"
+    assert deadline.now == 0.0  # no sleep ran its course: each push cut it short
+    assert woken == [False, False, False]  # cleared before each check
+
+
+def test_real_clock_wake_from_another_thread_ends_a_long_sleep_and_stop_still_works() -> None:
+    deadline = Deadline(300.0)
+    wake, stop = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def check() -> int | None:
+        calls.append(1)
+        if len(calls) == 1:
+            threading.Timer(0.01, wake.set).start()
+        if len(calls) == 2:
+            threading.Timer(0.01, stop.set).start()
+        return None
+
+    assert poll_until(check, deadline, steady(300.0), stop, wake) is None
+    assert len(calls) == 3
+    assert stop.is_set()
     assert not deadline.expired
