@@ -336,11 +336,13 @@ def missing_for_scaled() -> list[str]:
 
 
 def _postgres_bin() -> Path | None:
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).parent
+    """The newest of Debian's PostgreSQL server directories (``/usr/lib/postgresql/<version>/bin``), else the one
+    ``initdb`` on the PATH is in."""
     versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
-    return versions[-1].parent if versions else None
+    if versions:
+        return versions[-1].parent
+    found = shutil.which("initdb")
+    return Path(found).resolve().parent if found else None
 
 
 def _as_postgres_user(command: list[str]) -> list[str]:
@@ -351,17 +353,17 @@ def _as_postgres_user(command: list[str]) -> list[str]:
 
 
 @contextmanager
-def postgres(directory: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A throwaway cluster in ``directory`` on a free port, trust auth on loopback; yields its URL for Prefect."""
+def postgres() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A throwaway cluster in a temporary directory (its own, which the ``postgres`` user owns when this runs as root)
+    on a free port, trust auth on loopback only; yields its URL for Prefect. Removed on the way out."""
     bin_dir = _postgres_bin()
     assert bin_dir is not None
+    directory = Path(tempfile.mkdtemp(prefix="many-stacks-postgres-"))
     data, sockets = directory / "pgdata", directory / "pgsock"
-    for path in (directory, sockets):
-        path.mkdir(parents=True, exist_ok=True)
+    sockets.mkdir()
     if os.geteuid() == 0:
         shutil.chown(directory, "postgres")
         shutil.chown(sockets, "postgres")
-        directory.parent.chmod(0o755)
     log = directory / "postgres.log"
     subprocess.run(
         _as_postgres_user([str(bin_dir / "initdb"), "-D", str(data), "-U", "prefect", "--auth=trust", "-E", "UTF8"]),
@@ -400,6 +402,7 @@ def postgres(directory: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         yield f"postgresql+asyncpg://prefect@127.0.0.1:{port}/prefect", server
     finally:
         stop(server)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @contextmanager
@@ -448,7 +451,7 @@ def scaled(directory: Path, limit: int, workers: int = 2) -> Iterator[SetUp]:
     """PostgreSQL, Redis, the API server without services, the services, the work pool and ``workers`` workers."""
     prefect = str(BIN / "prefect")
     with ExitStack() as stack:
-        database_url, pg = stack.enter_context(postgres(directory / "postgres"))
+        database_url, pg = stack.enter_context(postgres())
         redis_port, redis_server = stack.enter_context(redis(directory))
         port = free_port()
         api_url = f"http://127.0.0.1:{port}/api"
