@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.many_stacks import developers_scenario, knee, overhead, percentile, summarise, trees
+from benchmarks.many_stacks import developers_scenario, knee, overhead, percentile, summarise
+from benchmarks.setups import trees
 
 
 @pytest.mark.parametrize(
