@@ -44,10 +44,12 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -161,9 +163,11 @@ def save_stack_blocks(endpoints: dict[str, Any], count: int, api_url: str) -> No
         base.awx.save("sandbox-awx", overwrite=True)
         base.cluster.save("sandbox-cluster", overwrite=True)
         base.registry.save("sandbox-registry", overwrite=True)
-        for index in range(count):
+
+        def save(index: int) -> None:
             name = user(index)
             repository = f"{name}/fragalysis-stack"
+            stack = Source.STACK
             target = base.model_copy(
                 update={
                     "environment": f"stack-{name}-default",
@@ -174,13 +178,18 @@ def save_stack_blocks(endpoints: dict[str, Any], count: int, api_url: str) -> No
                     "stack_repository": repository,
                     "sources": {
                         **base.sources,
-                        Source.STACK: SourceRepository(
-                            repository=repository, workflow="build-main.yaml", branch="master"
-                        ),
+                        stack: SourceRepository(repository=repository, workflow="build-main.yaml", branch="master"),
                     },
                 }
             )
-            target.save(name, overwrite=True)
+            with temporary_settings({PREFECT_API_URL: api_url}):  # a thread starts without this context
+                target.save(name, overwrite=True)
+
+        # each save registers the block types again: a few at a time, or 50 take minutes on a loaded machine (the
+        # first alone: two threads creating the same block type both try, and the second gets 409)
+        save(0)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(save, range(1, count)))
 
 
 def parse(timestamp: str) -> datetime:
@@ -299,16 +308,13 @@ def run_round(setup: SetUp, sandbox: Any, count: int, timeout: float) -> dict[st
     }
 
 
-def _pause_poller(api_url: str) -> None:
-    """The poller's 60-s schedule would add runs (and processes) that are not deploys: paused for the benchmark, and
-    the runs the scheduler made ahead deleted."""
+def _drop_poller(api_url: str) -> None:
+    """The poller's 60-s schedule would add runs (and processes) that are not deploys: its deployment is deleted for
+    the benchmark, with the runs the scheduler made ahead (pausing it did not hold: ``serve``'s runner, which
+    registered it, keeps it active)."""
     poller = deployment_id(api_url, "poll-github/poller")
-    if poller is None:
-        return
-    httpx.patch(f"{api_url}/deployments/{poller}", json={"paused": True}, timeout=30).raise_for_status()
-    body = {"deployments": {"id": {"any_": [poller]}}, "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}}
-    for run in httpx.post(f"{api_url}/flow_runs/filter", json=body, timeout=30).raise_for_status().json():
-        httpx.delete(f"{api_url}/flow_runs/{run['id']}", timeout=30)
+    if poller is not None:
+        httpx.delete(f"{api_url}/deployments/{poller}", timeout=60).raise_for_status()
 
 
 def show(setup: str, row: dict[str, Any]) -> None:
@@ -340,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="keep the set-ups' logs in this directory")
     args = parser.parse_args(argv)
     setups: list[str] = args.setup or list(SETUPS)
+    # SIGTERM unwinds as Ctrl-C does, so that every set-up started is stopped on the way out
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     if "scaled" in setups and (missing := missing_for_scaled()):
         print("the scaled-out set-up needs what is missing here:\n  " + "\n  ".join(missing), file=sys.stderr)
         return 2
@@ -362,8 +370,10 @@ def main(argv: list[str] | None = None) -> int:
                 rounds: dict[str, Any] = {}
                 with factory as setup:
                     print(f"{name}: up in {time.monotonic() - begun:.0f} s ({setup.api_url})", flush=True)
-                    _pause_poller(setup.api_url)
+                    _drop_poller(setup.api_url)
+                    begun = time.monotonic()
                     save_stack_blocks(endpoints, largest, setup.api_url)
+                    print(f"{name}: {largest} StackTarget blocks saved in {time.monotonic() - begun:.0f} s", flush=True)
                     for count in args.stacks:
                         row = run_round(setup, sandbox, count, args.timeout)
                         show(name, row)

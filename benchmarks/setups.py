@@ -216,7 +216,9 @@ def embedded(directory: Path, limit: int) -> Iterator[SetUp]:
     serve = start(command, log, clean_environment(), cwd=ROOT)
     api_url = f"http://127.0.0.1:{port}/api"
     try:
-        wait_for(lambda: deployment_id(api_url) or _exited(serve, log), "serve's deployments", 600, 1.0)
+        # the runner registers prefect.yaml's deployments in order: the poller, the last, means all of them are in
+        last = "poll-github/poller"
+        wait_for(lambda: deployment_id(api_url, last) or _exited(serve, log), "serve's deployments", 600, 1.0)
 
         def runner(command: str) -> bool:
             return "deployments.serving" in command
