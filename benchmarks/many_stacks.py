@@ -240,9 +240,30 @@ def _runs_digest(pod: dict[str, Any], digest: str) -> bool:
 # ---------------------------------------------------------------- one round
 
 
+class Api:
+    """The Prefect API of a set-up, tried again on 503 and 429 as Prefect's own client does (SQLite answers 503 when
+    its database is locked), counting those answers."""
+
+    def __init__(self, api_url: str) -> None:
+        self.client = httpx.Client(base_url=api_url, timeout=60)
+        self.busy = 0
+
+    def post(self, path: str, body: dict[str, Any], attempts: int = 10) -> Any:
+        for attempt in range(1, attempts + 1):
+            response = self.client.post(path, json=body)
+            if response.status_code not in (429, 503) or attempt == attempts:
+                return response.raise_for_status().json()
+            self.busy += 1
+            time.sleep(min(2.0 * attempt, 10.0))
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.client.close()
+
+
 def run_round(setup: SetUp, sandbox: Any, count: int, timeout: float) -> dict[str, Any]:
     """K deploys at once on ``setup``: their figures and the round's summary."""
-    api = httpx.Client(base_url=setup.api_url, timeout=60)
+    api = Api(setup.api_url)
     deployment = deployment_id(setup.api_url)
     since = datetime.now().astimezone()
     load_before = os.getloadavg()
@@ -255,18 +276,18 @@ def run_round(setup: SetUp, sandbox: Any, count: int, timeout: float) -> dict[st
             # would) a deploy of that commit to their stack
             shas[user(index)] = sandbox.push(f"{user(index)}/fragalysis-stack", "master", message="benchmark")
             body = {"parameters": {"source": "stack", "sha": shas[user(index)], "target": user(index)}}
-            response = api.post(f"/deployments/{deployment}/create_flow_run", json=body).raise_for_status()
-            ids[user(index)] = response.json()["id"]
+            ids[user(index)] = api.post(f"/deployments/{deployment}/create_flow_run", body)["id"]
+        created_in = time.monotonic() - started
 
         def ended() -> list[dict[str, Any]] | None:
             body = {"flow_runs": {"id": {"any_": list(ids.values())}}, "limit": 200}
-            runs = api.post("/flow_runs/filter", json=body).raise_for_status().json()
+            runs = api.post("/flow_runs/filter", body)
             return runs if len(runs) == count and all(r["state_type"] in FINAL for r in runs) else None
 
         try:
             final = wait_for(ended, f"{count} deploys to end", timeout, 2.0)
         except TimeoutError:
-            final = api.post("/flow_runs/filter", json={"flow_runs": {"id": {"any_": list(ids.values())}}}).json()
+            final = api.post("/flow_runs/filter", {"flow_runs": {"id": {"any_": list(ids.values())}}, "limit": 200})
         makespan = time.monotonic() - started
         memory.sample()
     load_after = os.getloadavg()
@@ -301,6 +322,8 @@ def run_round(setup: SetUp, sandbox: Any, count: int, timeout: float) -> dict[st
         "stacks": count,
         **summarise(runs),
         "makespan_s": makespan,
+        "created_in_s": created_in,
+        "api_busy_answers": api.busy,
         **memory.figures(),
         "load_before": [round(x, 1) for x in load_before],
         "load_after": [round(x, 1) for x in load_after],
@@ -310,8 +333,7 @@ def run_round(setup: SetUp, sandbox: Any, count: int, timeout: float) -> dict[st
 
 def _drop_poller(api_url: str) -> None:
     """The poller's 60-s schedule would add runs (and processes) that are not deploys: its deployment is deleted for
-    the benchmark, with the runs the scheduler made ahead (pausing it did not hold: ``serve``'s runner, which
-    registered it, keeps it active)."""
+    the benchmark, with the runs the scheduler made ahead (the set-ups are up once it is registered)."""
     poller = deployment_id(api_url, "poll-github/poller")
     if poller is not None:
         httpx.delete(f"{api_url}/deployments/{poller}", timeout=60).raise_for_status()
@@ -325,7 +347,8 @@ def show(setup: str, row: dict[str, Any]) -> None:
         f"{setup:>8} K={row['stacks']:<3} completed {row['completed']}/{row['runs']} verified {row['verified']}  "
         f"overhead p50 {seconds(row['overhead_p50_s'])} p95 {seconds(row['overhead_p95_s'])}  "
         f"start delay p50 {seconds(row['start_delay_p50_s'])} p95 {seconds(row['start_delay_p95_s'])}  "
-        f"makespan {row['makespan_s']:.0f}s  peak RSS server {row['peak_rss_server_mb']} MB, "
+        f"makespan {row['makespan_s']:.0f}s (runs created in {row['created_in_s']:.0f}s, "
+        f"{row['api_busy_answers']} answers 503/429)  peak RSS server {row['peak_rss_server_mb']} MB, "
         f"workers {row['peak_rss_workers_mb']} MB ({row['peak_processes_workers']} processes)  "
         f"load {row['load_before'][0]} -> {row['load_after'][0]}",
         flush=True,
