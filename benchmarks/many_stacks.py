@@ -54,9 +54,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from benchmarks.setups import MemorySampler, SetUp, deployment_id, embedded, missing_for_scaled, scaled, wait_for
+from benchmarks.setups import (
+    MemorySampler,
+    SetUp,
+    deployment_id,
+    embedded,
+    missing_for_scaled,
+    request,
+    scaled,
+    wait_for,
+)
 
 SETUPS = ("embedded", "scaled")
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -241,24 +248,21 @@ def _runs_digest(pod: dict[str, Any], digest: str) -> bool:
 
 
 class Api:
-    """The Prefect API of a set-up, tried again on 503 and 429 as Prefect's own client does (SQLite answers 503 when
-    its database is locked), counting those answers."""
+    """The Prefect API of a set-up (``setups.request``: tried again on 503 and 429), counting those answers."""
 
     def __init__(self, api_url: str) -> None:
-        self.client = httpx.Client(base_url=api_url, timeout=60)
-        self.busy = 0
+        self.api_url = api_url
+        self.counter = [0]
 
-    def post(self, path: str, body: dict[str, Any], attempts: int = 10) -> Any:
-        for attempt in range(1, attempts + 1):
-            response = self.client.post(path, json=body)
-            if response.status_code not in (429, 503) or attempt == attempts:
-                return response.raise_for_status().json()
-            self.busy += 1
-            time.sleep(min(2.0 * attempt, 10.0))
-        raise AssertionError("unreachable")
+    @property
+    def busy(self) -> int:
+        return self.counter[0]
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        return request("POST", self.api_url + path, json=body, busy=self.counter).raise_for_status().json()
 
     def close(self) -> None:
-        self.client.close()
+        pass
 
 
 def run_round(setup: SetUp, sandbox: Any, count: int, timeout: float) -> dict[str, Any]:
@@ -336,7 +340,7 @@ def _drop_poller(api_url: str) -> None:
     the benchmark, with the runs the scheduler made ahead (the set-ups are up once it is registered)."""
     poller = deployment_id(api_url, "poll-github/poller")
     if poller is not None:
-        httpx.delete(f"{api_url}/deployments/{poller}", timeout=60).raise_for_status()
+        request("DELETE", f"{api_url}/deployments/{poller}").raise_for_status()
 
 
 def show(setup: str, row: dict[str, Any]) -> None:

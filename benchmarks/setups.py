@@ -428,12 +428,28 @@ def _exited(process: subprocess.Popen[bytes], log: Path) -> bool:
     return False
 
 
+def request(
+    method: str, url: str, *, attempts: int = 10, busy: list[int] | None = None, **kwargs: Any
+) -> httpx.Response:
+    """An API request tried again on 503 and 429 (SQLite answers 503 when its database is locked), on a growing
+    pause, as Prefect's own client does; each such answer is counted in ``busy[0]`` when given."""
+    for attempt in range(1, attempts + 1):
+        response = httpx.request(method, url, timeout=60, **kwargs)
+        if response.status_code not in (429, 503) or attempt == attempts:
+            return response
+        if busy is not None:
+            busy[0] += 1
+        time.sleep(min(2.0 * attempt, 10.0))
+    raise AssertionError("unreachable")
+
+
 def deployment_id(api_url: str, name: str = "deploy-to-staging/staging") -> str | None:
+    """The deployment's id; None while it does not exist (or the server does not answer yet)."""
     try:
-        response = httpx.get(f"{api_url}/deployments/name/{name}", timeout=5)
+        response = request("GET", f"{api_url}/deployments/name/{name}")
     except httpx.HTTPError:
         return None
-    return str(response.json()["id"]) if response.status_code == 200 else None
+    return str(response.raise_for_status().json()["id"]) if response.status_code != 404 else None
 
 
 def _workers_online(api_url: str) -> int:
