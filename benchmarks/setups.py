@@ -406,6 +406,9 @@ def scaled(directory: Path, limit: int, workers: int = 2) -> Iterator[SetUp]:
             worker = start([*command, "--limit", str(per_worker), "--name", f"worker-{index}"], log, env, cwd=ROOT)
             stack.callback(stop, worker, 60)
             worker_processes.append(worker)
+        # a process worker starts each flow run in a session of its own, which stopping the worker's group misses:
+        # on the way out (before the workers stop) the runs still going are killed
+        stack.callback(_kill_descendants, worker_processes)
         wait_for(lambda: _workers_online(api_url) >= workers, f"{workers} workers online", 180, 1.0)
         groups = {
             "server": trees(lambda: [pg.pid, redis_server.pid, api.pid, services.pid]),
@@ -413,6 +416,16 @@ def scaled(directory: Path, limit: int, workers: int = 2) -> Iterator[SetUp]:
         }
         logs = [server_log, services_log, *(directory / f"worker-{i}.log" for i in range(workers))]
         yield SetUp("scaled", api_url, groups, logs=logs)
+
+
+def _kill_descendants(processes: list[subprocess.Popen[bytes]]) -> None:
+    children, _, _ = _process_table()
+    for process in processes:
+        for pid in _tree(process.pid, children)[1:]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def _healthy(api_url: str) -> bool:
