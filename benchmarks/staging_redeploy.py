@@ -230,9 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     from prefect.testing.utilities import prefect_test_harness
 
     results: list[dict[str, Any]] = []
+    from flows import progress
+
     with prefect_test_harness(server_startup_timeout=60):
         for speed in speeds:
             results += deploy_at(speed, args.runs)
+        progress.flush()  # the last run's labels go before the test server stops
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         "speed run  lead time  modelled  target   wall  source->dispatch  stack->AWX  end->flow end  overhead  "

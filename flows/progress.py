@@ -122,7 +122,7 @@ def _update(run_id: str, stage: str, facts: dict[str, Any]) -> None:
             return
         update = _marked[run_id] = _last = _Update(run_id, labels, run_logger())
         if _sender is None:
-            atexit.register(_flush)
+            atexit.register(flush)
         if _sender is None or not _sender.is_alive():
             _sender = threading.Thread(target=_send_updates, name="fragalysis-progress-labels", daemon=True)
             _sender.start()
@@ -145,8 +145,9 @@ def _send_updates() -> None:
                 update.done.set()
 
 
-def _flush() -> None:
-    """At the process's exit: give the last label updates up to ``FLUSH_SECONDS`` to be sent. Nothing is logged if
+def flush() -> None:
+    """Give the last label updates up to ``FLUSH_SECONDS`` to be sent: at the process's exit (registered with
+    ``atexit``), or before whoever runs flows in-process stops the Prefect server they talk to. Nothing is logged if
     they were not: at exit the log's streams may already be closed (a "Logging error" trace instead of a line), and
     labels only inform."""
     last = _last

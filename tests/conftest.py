@@ -133,11 +133,14 @@ def prefect_server(migrated_database: Path) -> Iterator[None]:
         shutil.copyfile(migrated_database, Path(directory) / "prefect-test.db")
         return directory
 
+    from flows import progress
+
     with (
         mock.patch("prefect.testing.utilities.mkdtemp", database_directory),
         prefect_test_harness(server_startup_timeout=120),
     ):
         yield
+        progress.flush()  # the last run's labels go before the test server stops
 
 
 # Real Prefect servers (``prefect server start``, for the tests that need its services or its CLI) start from the
