@@ -22,6 +22,7 @@ from blocks import StackTarget
 from flows.production import deploy_to_production
 from flows.staging import deploy_to_staging
 from sandbox.runtime import Sandbox
+from tests.conftest import wait_for
 from tests.flows.conftest import SPEED, scenario, target_name
 
 pytestmark = pytest.mark.prefect
@@ -149,6 +150,8 @@ def _read_back(run_ids: set[str]) -> Iterator[tuple[str, str]]:
     EventsWorker.drain_all(timeout=10)
     runs = {"flow_runs": {"id": {"any_": sorted(run_ids)}}}
     with httpx.Client(base_url=str(PREFECT_API_URL.value()).rstrip("/") + "/", timeout=30) as api:
+        # the server stores events in batches, a few seconds after they came: wait for the last run's
+        wait_for(lambda: "fragalysis.deployment.rolled-back" in _events(api), "the last run's event to be stored")
         yield "flow runs", _all(api, "flow_runs/filter", runs)
         yield "task runs", _all(api, "task_runs/filter", runs)
         yield "logs", _all(api, "logs/filter", {"logs": {"flow_run_id": {"any_": sorted(run_ids)}}})
