@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.setups import free_port, wait_for
+
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).parent / "prefect")
 sys.path.insert(0, str(ROOT))
@@ -51,7 +53,7 @@ def main() -> int:
     from deployments.prefect_server import LocalPrefectServer
 
     work = Path(tempfile.mkdtemp(prefix="cancel-latency-"))
-    server = LocalPrefectServer(work / "prefect-home", port=_free_port())
+    server = LocalPrefectServer(work / "prefect-home", port=free_port())
     server.start()
     env = {
         **os.environ,
@@ -143,13 +145,15 @@ def _cancel_one(name: str, sandbox: Any) -> tuple[float, str, str, list[tuple[fl
     from prefect.deployments import run_deployment
     from prefect.states import Cancelling
 
-    _wait(lambda: _deployment_exists(name), 120)
+    wait_for(lambda: _deployment_exists(name), f"the deployment {name}", 120)
     sha = sandbox.push("xchem/fragalysis-frontend", "staging", message="to be cancelled")
     before = {job["id"] for job in sandbox.call(sandbox.awx.jobs)}
     run: FlowRun = run_deployment(  # type: ignore[assignment]
         name, parameters={"source": "frontend", "sha": sha, "target": "staging"}, timeout=0
     )
-    job = _wait(lambda: next((j for j in sandbox.call(sandbox.awx.jobs) if j["id"] not in before), None), 240)
+    job = wait_for(
+        lambda: next((j for j in sandbox.call(sandbox.awx.jobs) if j["id"] not in before), None), "the AWX job", 240
+    )
     asked = time.monotonic()
     asked_at = datetime.now(UTC)
     with get_client(sync_client=True) as client:
@@ -159,7 +163,7 @@ def _cancel_one(name: str, sandbox: Any) -> tuple[float, str, str, list[tuple[fl
             state = client.read_flow_run(run.id).state
             return state if state is not None and state.is_final() else None
 
-        state = _wait(ended, 120, poll=0.1)
+        state = wait_for(ended, "the run to end", 120, interval=0.1)
         took = time.monotonic() - asked
         time.sleep(2)  # the last lines reach the server a moment after the final state
         since = LogFilterTimestamp.model_validate({"after_": asked_at})
@@ -177,24 +181,6 @@ def _deployment_exists(name: str) -> bool:
             return True
         except Exception:
             return False
-
-
-def _wait(check: Any, seconds: float, poll: float = 0.25) -> Any:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(poll)
-    raise TimeoutError(f"waited {seconds} s")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 if __name__ == "__main__":
