@@ -405,7 +405,9 @@ def main(argv: list[str] | None = None) -> int:
                         row = run_round(setup, sandbox, count, args.timeout)
                         show(name, row)
                         rounds[str(count)] = row
-                results["setups"][name] = rounds
+                        results["setups"][name] = rounds
+                        if args.json:  # after every round: a long run stopped later keeps what it measured
+                            args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
     report(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")

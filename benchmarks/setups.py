@@ -364,6 +364,10 @@ def scaled_environment(database_url: str, redis_port: int, api_url: str, home: P
         "PREFECT_REDIS_MESSAGING_DB": "0",
         "PREFECT_SERVER_DOCKET_URL": f"redis://127.0.0.1:{redis_port}/1",
         "PREFECT_WORKER_QUERY_SECONDS": "1",  # as serve's --poll 1
+        # SQLAlchemy's default pool (5 + 10 overflow per process) ran dry at 50 stacks: the API server's requests
+        # waited 30 s for a connection and answered 500; 20 + 40 per process stays inside max_connections=300
+        "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "20",
+        "PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW": "40",
     }
 
 
