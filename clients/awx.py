@@ -30,7 +30,7 @@ from clients.errors import (
 )
 from clients.http import DEFAULT_TIMEOUT, BasicAuth, Closable, HttpService, TokenAuth
 from clients.retry import RetryPolicy
-from clients.waiting import Deadline, Poll, poll_until
+from clients.waiting import Deadline, Poll, Relaxed, poll_until
 
 __all__ = ["AwxClient", "Job", "JobStatus", "JobTemplate", "OutputChunk"]
 
@@ -38,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 200
 """AWX's largest page (FACTS.md): fewer round trips when listing."""
+
+WEBSOCKET_RELAX = 4.0
+"""How many times longer a job follow's poll intervals are while AWX's websocket is live (it wakes the follow on
+every status change; the poll then reads the output for the logs and is the safety net)."""
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 StatusCallback = Callable[[Job], None]
@@ -354,7 +358,8 @@ class AwxClient(Closable):
             deadline_seconds: give up after this long.
             on_status: called with the job whenever its status changes.
             on_output: called with new output lines as they appear (json ranges), for streaming into logs.
-            poll: the adaptive poll (default 0.5 s growing to 5 s; fast again after each change).
+            poll: the adaptive poll (default 0.5 s growing to 5 s; fast again after each change), its intervals
+                ``WEBSOCKET_RELAX`` times longer while the websocket is live.
             output_wait_seconds: how long to wait for ``event_processing_finished`` before reading the output.
             tail_lines: how many output lines a ``JobFailed`` carries.
             stop: an event that ends the wait early.
@@ -385,8 +390,11 @@ class AwxClient(Closable):
 
         wake = threading.Event()
         watch = self._watch(job_id, wake) if not (isinstance(job, Job) and job.status.finished) else None
+        # while the websocket is live it wakes the wait on every change: the poll (which also streams the output
+        # into the logs) relaxes, and takes over again at its own pace if the websocket drops
+        intervals = Relaxed(poll, lambda: watch is not None and watch.live, WEBSOCKET_RELAX)
         try:
-            ended = poll_until(finished, Deadline(deadline_seconds), poll, stop, wake)
+            ended = poll_until(finished, Deadline(deadline_seconds), intervals, stop, wake)
             current = last[0]
             if ended is not None and (on_output is not None or not current.status.succeeded):
                 # AWX's "summary" message says every event is stored: the websocket wakes this wait too

@@ -77,6 +77,11 @@ class StatusWatch:
     def __repr__(self) -> str:
         return f"StatusWatch(url={self.url!r}, job_id={self.job_id})"
 
+    @property
+    def live(self) -> bool:
+        """Subscribed and still listening: every status change of the job wakes ``wake`` (until it drops)."""
+        return self.subscribed.is_set() and self._thread.is_alive() and not self._closing.is_set()
+
     def start(self) -> StatusWatch:
         """Connect and listen in a background thread; returns at once."""
         self._thread.start()

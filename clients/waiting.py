@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -70,10 +70,36 @@ class Poll:
         self._current = self.initial
 
 
+class Intervals(Protocol):
+    """What ``poll_until`` sleeps by: ``Poll``, or ``Relaxed``."""
+
+    def next(self) -> float: ...
+
+    def reset(self) -> None: ...
+
+
+@dataclass
+class Relaxed:
+    """``poll``, its intervals ``factor`` times longer while ``pushed()`` says a channel that wakes the wait on every
+    change is live (AWX's websocket): the poll is then only the safety net, and costs that many times fewer reads.
+    """
+
+    poll: Poll
+    pushed: Callable[[], bool]
+    factor: float = 4.0
+
+    def next(self) -> float:
+        interval = self.poll.next()
+        return interval * self.factor if self.pushed() else interval
+
+    def reset(self) -> None:
+        self.poll.reset()
+
+
 def poll_until(
     check: Callable[[], T | None],
     deadline: Deadline,
-    poll: Poll,
+    poll: Intervals,
     stop: threading.Event | None = None,
     wake: threading.Event | None = None,
 ) -> T | None:

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from clients.awx import AwxClient, Job, JobStatus
-from clients.waiting import Poll
+from clients.awx import WEBSOCKET_RELAX, AwxClient, Job, JobStatus
+from clients.waiting import Poll, Relaxed
 from sandbox.runtime import Sandbox
 from tests.conftest import PATIENT_AWX_SECONDS, awx_timeout
 
@@ -74,12 +74,14 @@ def test_the_watch_subscribes_with_the_clients_token(make_sandbox: Callable[...,
         assert watch.url == websocket_url(sb.urls["awx"], "/websocket/")
         try:
             assert watch.subscribed.wait(10)
+            assert watch.live
             assert wake.wait(10)  # subscribed: one read now, for a change that came before it listened
             wake.clear()
             sb.call(sb.awx.launch, STAGING_VC, TAG)  # job 1: its "pending" message wakes the follow
             assert wake.wait(10)
         finally:
             watch.close()
+        assert not watch.live
 
 
 def test_refused_websocket_falls_back_to_polling_with_one_debug_log(
@@ -97,6 +99,29 @@ def test_refused_websocket_falls_back_to_polling_with_one_debug_log(
     assert "polling alone" in fallbacks[0].getMessage()
     assert "403" in fallbacks[0].getMessage()
     assert sb.scenario.awx.token not in caplog.text
+
+
+def test_the_poll_relaxes_while_the_websocket_is_live(
+    make_sandbox: Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sb = make_sandbox(awx_timeout(PATIENT_AWX_SECONDS), speed=600)
+    slept: list[tuple[float, bool]] = []  # each interval the follow slept by, and whether the websocket was live
+    original = Relaxed.next
+
+    def spy(self: Relaxed) -> float:
+        interval = original(self)
+        slept.append((interval, self.pushed()))
+        return interval
+
+    monkeypatch.setattr(Relaxed, "next", spy)
+    base = 0.05
+    with _client(sb) as awx:
+        job = awx.launch(awx.find_template(STAGING_VC), TAG)
+        done = awx.follow(job, 120, poll=Poll(initial=base, factor=1.0, cap=base))
+    assert done.status == JobStatus.SUCCESSFUL
+    assert slept, "the follow never slept"
+    assert {interval for interval, live in slept if live} == {base * WEBSOCKET_RELAX}
+    assert {interval for interval, live in slept if not live} <= {base}
 
 
 def test_a_websocket_that_drops_leaves_the_poll_to_finish(

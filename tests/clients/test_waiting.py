@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from clients.waiting import Deadline, Poll, poll_until
+from clients.waiting import Deadline, Poll, Relaxed, poll_until
 
 
 class FakeDeadline(Deadline):
@@ -220,3 +220,15 @@ def test_real_clock_wake_from_another_thread_ends_a_long_sleep_and_stop_still_wo
     assert len(calls) == 3
     assert stop.is_set()
     assert not deadline.expired
+
+
+def test_relaxed_intervals_grow_while_pushed_and_follow_the_poll_otherwise() -> None:
+    live = [False]
+    relaxed = Relaxed(Poll(initial=1.0, factor=2.0, cap=4.0), lambda: live[0], factor=4.0)
+    assert relaxed.next() == 1.0
+    live[0] = True
+    assert [relaxed.next(), relaxed.next()] == [8.0, 16.0]  # the poll's own growth goes on underneath
+    live[0] = False  # the channel dropped: the poll's own pace at once
+    assert relaxed.next() == 4.0
+    relaxed.reset()
+    assert relaxed.next() == 1.0
