@@ -384,7 +384,9 @@ class AwxClient(Closable):
                 if on_status is not None:
                     on_status(current)
             last[:] = [current]
-            if on_output is not None and current.status not in (JobStatus.NEW, JobStatus.PENDING):
+            # the output so far, while the job runs (once it has finished, it is read once, when AWX has stored it all)
+            running = current.status not in (JobStatus.NEW, JobStatus.PENDING) and not current.status.finished
+            if on_output is not None and running:
                 next_line = self._stream(current, next_line, on_output)
             return current if current.status.finished else None
 

@@ -11,11 +11,16 @@ records are written after the task returns (FACTS.md), so a crash between AWX's 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import httpx
 from prefect import get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+from prefect.exceptions import ObjectAlreadyExists
 from prefect.variables import Variable
 
 from clients.errors import ClientError
@@ -81,23 +86,52 @@ def launched(
         _save(run_id, replace(record, extra_vars=extra_vars if extra_vars is not None else existing.extra_vars))
 
 
+_known: dict[str, LaunchRecord | None] = {}
+"""The records this process read or wrote, by run id. Only a run's own process writes its record (a retry's process
+starts with none known and reads it), so what this process last wrote is what the Variable holds: the stages' reads
+cost no request, and each change of the record is one (the claim is on the path to the AWX launch; Prefect's
+``Variable.set`` reads the variable before and after writing it)."""
+_lock = threading.Lock()
+
+
 def _save(run_id: str, record: LaunchRecord) -> None:
-    Variable.set(variable_name(run_id), asdict(record), overwrite=True)
+    name, value = variable_name(run_id), asdict(record)
+    with _lock, get_client(sync_client=True) as client:
+        if _known.get(run_id) is not None:
+            try:
+                client.update_variable(VariableUpdate(name=name, value=value))
+            except httpx.HTTPStatusError as error:
+                if error.response.status_code != 404:  # gone (forgotten by a cancellation hook): write it again
+                    raise
+                client.create_variable(VariableCreate(name=name, value=value))
+        else:
+            try:
+                client.create_variable(VariableCreate(name=name, value=value))
+            except ObjectAlreadyExists:
+                client.update_variable(VariableUpdate(name=name, value=value))
+        _known[run_id] = record
 
 
 def recall(run_id: str) -> LaunchRecord | None:
+    with _lock:
+        if run_id in _known:
+            return _known[run_id]
     value: Any = Variable.get(variable_name(run_id), default=None)
-    if not isinstance(value, dict):
-        return None
-    try:
-        return LaunchRecord(**value)
-    except TypeError:
-        return None
+    record = None
+    if isinstance(value, dict):
+        try:
+            record = LaunchRecord(**value)
+        except TypeError:
+            record = None
+    with _lock:
+        return _known.setdefault(run_id, record)
 
 
 def forget(run_id: str | None) -> None:
     if run_id:
         Variable.unset(variable_name(run_id))
+        with _lock:
+            _known.pop(run_id, None)
 
 
 def cancel_recorded_job(run_id: str) -> str:
@@ -151,7 +185,6 @@ def crash_leftover_tasks(run_id: str | None) -> int:
         return 0
     from uuid import UUID
 
-    from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.states import Crashed
 
