@@ -54,6 +54,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from benchmarks.setups import (
     MemorySampler,
     SetUp,
@@ -248,11 +250,14 @@ def _runs_digest(pod: dict[str, Any], digest: str) -> bool:
 
 
 class Api:
-    """The Prefect API of a set-up (``setups.request``: tried again on 503 and 429), counting those answers."""
+    """The Prefect API of a set-up (``setups.request``: tried again on 503 and 429), counting those answers, and the
+    reads of the round's progress that got no answer at all (``unanswered``: an overwhelmed server, which the round
+    reports rather than dying of)."""
 
     def __init__(self, api_url: str) -> None:
         self.api_url = api_url
         self.counter = [0]
+        self.unanswered = 0
 
     @property
     def busy(self) -> int:
@@ -260,6 +265,14 @@ class Api:
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         return request("POST", self.api_url + path, json=body, busy=self.counter).raise_for_status().json()
+
+    def read_runs(self, ids: list[str]) -> list[dict[str, Any]] | None:
+        """The round's flow runs; None when the server did not answer (counted)."""
+        try:
+            return list(self.post("/flow_runs/filter", {"flow_runs": {"id": {"any_": ids}}, "limit": 200}))
+        except httpx.HTTPError:
+            self.unanswered += 1
+            return None
 
     def close(self) -> None:
         pass
@@ -280,26 +293,31 @@ def run_round(setup: SetUp, sandbox: Any, count: int, timeout: float) -> dict[st
             # would) a deploy of that commit to their stack
             shas[user(index)] = sandbox.push(f"{user(index)}/fragalysis-stack", "master", message="benchmark")
             body = {"parameters": {"source": "stack", "sha": shas[user(index)], "target": user(index)}}
-            ids[user(index)] = api.post(f"/deployments/{deployment}/create_flow_run", body)["id"]
+            try:
+                ids[user(index)] = api.post(f"/deployments/{deployment}/create_flow_run", body)["id"]
+            except httpx.HTTPError as error:  # no run for this stack: counted as one that did not complete
+                print(f"  {user(index)}: no flow run created ({type(error).__name__}: {error})", flush=True)
         created_in = time.monotonic() - started
 
         def ended() -> list[dict[str, Any]] | None:
-            body = {"flow_runs": {"id": {"any_": list(ids.values())}}, "limit": 200}
-            runs = api.post("/flow_runs/filter", body)
-            return runs if len(runs) == count and all(r["state_type"] in FINAL for r in runs) else None
+            runs = api.read_runs(list(ids.values()))
+            if runs is None:
+                return None
+            return runs if len(runs) == len(ids) and all(r["state_type"] in FINAL for r in runs) else None
 
         try:
             final = wait_for(ended, f"{count} deploys to end", timeout, 2.0)
         except TimeoutError:
-            final = api.post("/flow_runs/filter", {"flow_runs": {"id": {"any_": list(ids.values())}}, "limit": 200})
+            final = api.read_runs(list(ids.values())) or []
         makespan = time.monotonic() - started
         memory.sample()
     load_after = os.getloadavg()
     facts = sandbox_facts(sandbox, shas, since)
     by_id = {run["id"]: run for run in final}
     runs = []
-    for name, run_id in ids.items():
-        run = by_id.get(run_id, {})
+    for name in shas:
+        run = by_id.get(ids.get(name, ""), {})
+        run_id = ids.get(name)
         fact = facts[name]
         wall = start_delay = cost = None
         if run.get("start_time") and run.get("end_time"):
@@ -328,6 +346,7 @@ def run_round(setup: SetUp, sandbox: Any, count: int, timeout: float) -> dict[st
         "makespan_s": makespan,
         "created_in_s": created_in,
         "api_busy_answers": api.busy,
+        "api_unanswered_reads": api.unanswered,
         **memory.figures(),
         "load_before": [round(x, 1) for x in load_before],
         "load_after": [round(x, 1) for x in load_after],
@@ -352,7 +371,8 @@ def show(setup: str, row: dict[str, Any]) -> None:
         f"overhead p50 {seconds(row['overhead_p50_s'])} p95 {seconds(row['overhead_p95_s'])}  "
         f"start delay p50 {seconds(row['start_delay_p50_s'])} p95 {seconds(row['start_delay_p95_s'])}  "
         f"makespan {row['makespan_s']:.0f}s (runs created in {row['created_in_s']:.0f}s, "
-        f"{row['api_busy_answers']} answers 503/429)  peak RSS server {row['peak_rss_server_mb']} MB, "
+        f"{row['api_busy_answers']} answers 503/429, {row['api_unanswered_reads']} reads unanswered)  "
+        f"peak RSS server {row['peak_rss_server_mb']} MB, "
         f"workers {row['peak_rss_workers_mb']} MB ({row['peak_processes_workers']} processes)  "
         f"load {row['load_before'][0]} -> {row['load_after'][0]}",
         flush=True,

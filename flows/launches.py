@@ -23,7 +23,7 @@ from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.exceptions import ObjectAlreadyExists
 from prefect.variables import Variable
 
-from clients.errors import ClientError
+from clients.errors import ApiError, ClientError
 
 
 def variable_name(run_id: str) -> str:
@@ -95,6 +95,22 @@ _lock = threading.Lock()
 
 
 def _save(run_id: str, record: LaunchRecord) -> None:
+    """Write the record (one request); a Prefect API that does not store it (after its client's own retries) is an
+    ``ApiError`` naming the record, which fails the stage that wrote it (the claim: before anything is launched)."""
+    try:
+        _write(run_id, record)
+    except httpx.HTTPError as error:
+        status = error.response.status_code if isinstance(error, httpx.HTTPStatusError) else None
+        try:
+            url: str | None = str(error.request.url)
+        except RuntimeError:  # an error raised before any request was made
+            url = None
+        raise ApiError(
+            f"Prefect did not store the run's launch record {variable_name(run_id)}: {error}", status=status, url=url
+        ) from error
+
+
+def _write(run_id: str, record: LaunchRecord) -> None:
     name, value = variable_name(run_id), asdict(record)
     with _lock, get_client(sync_client=True) as client:
         if _known.get(run_id) is not None:
