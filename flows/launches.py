@@ -24,7 +24,6 @@ from prefect.exceptions import ObjectAlreadyExists
 from prefect.variables import Variable
 
 from clients.errors import ApiError, ClientError
-from flows.prefect_writes import write
 
 
 def variable_name(run_id: str) -> str:
@@ -99,7 +98,7 @@ def _save(run_id: str, record: LaunchRecord) -> None:
     """Write the record (one request); a Prefect API that does not store it (after its client's own retries) is an
     ``ApiError`` naming the record, which fails the stage that wrote it (the claim: before anything is launched)."""
     try:
-        write(_write, run_id, record)
+        _write(run_id, record)
     except httpx.HTTPError as error:
         status = error.response.status_code if isinstance(error, httpx.HTTPStatusError) else None
         try:
@@ -146,7 +145,7 @@ def recall(run_id: str) -> LaunchRecord | None:
 
 def forget(run_id: str | None) -> None:
     if run_id:
-        write(Variable.unset, variable_name(run_id))
+        Variable.unset(variable_name(run_id))
         with _lock:
             _known.pop(run_id, None)
 

@@ -38,7 +38,6 @@ from prefect.client.orchestration import get_client
 from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run
 
-from flows.prefect_writes import write
 from flows.report import DeploymentReport
 
 PREFIX = "fragalysis."
@@ -165,7 +164,7 @@ last labels)."""
 def _send(update: _Update) -> None:
     try:
         with get_client(sync_client=True, httpx_settings=LABEL_CLIENT_SETTINGS) as client:
-            write(client.update_flow_run_labels, UUID(update.run_id), update.labels)  # type: ignore[arg-type]
+            client.update_flow_run_labels(UUID(update.run_id), update.labels)  # type: ignore[arg-type]
     except Exception as error:  # the labels only inform: never fail a deployment on them
         stage = update.labels.get(f"{PREFIX}stage")
         update.logger.warning("Could not label flow run %s with stage %r: %s", update.run_id, stage, error)

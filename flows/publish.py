@@ -11,7 +11,6 @@ from prefect.events import emit_event
 from blocks import Budgets, StackTarget
 from flows import notify, progress
 from flows.history import DeployRecord
-from flows.prefect_writes import write
 from flows.report import DeploymentOutcome, DeploymentReport
 from flows.timing import render_markdown_table
 
@@ -31,8 +30,7 @@ def publish(
     if report.outcome is not DeploymentOutcome.SUPERSEDED:  # it did nothing: the environment's tables stay
         _publish_artifacts(report, budgets=budgets, time_scale=time_scale)
     record = DeployRecord.from_report(report, ended_at=datetime.now(UTC), scale=time_scale)
-    write(
-        create_table_artifact,
+    create_table_artifact(
         table=record.rows(),
         key=artifact_key(report.environment, "record"),
         description=f"{report.environment} <- {report.change}: {outcome}; the delivery history's record (ISO times)",
@@ -53,18 +51,17 @@ def publish(
 def _publish_artifacts(report: DeploymentReport, *, budgets: Budgets, time_scale: float) -> None:
     outcome = (report.outcome or DeploymentOutcome.FAILED).value
     rows = report.table.as_rows(time_scale)
-    write(
-        create_table_artifact,
+    create_table_artifact(
         table=rows,
         key=artifact_key(report.environment, "timings"),
         description=f"{report.environment} <- {report.change}: {outcome}; stage timings against their budgets",
     )
-    summary = report.summary_markdown(
-        target_seconds=budgets.total, rollout_budget=budgets.commit_to_rollout, time_scale=time_scale
-    )
-    write(
-        create_markdown_artifact,
-        markdown=summary + "\n" + render_markdown_table(rows),
+    create_markdown_artifact(
+        markdown=report.summary_markdown(
+            target_seconds=budgets.total, rollout_budget=budgets.commit_to_rollout, time_scale=time_scale
+        )
+        + "\n"
+        + render_markdown_table(rows),
         key=artifact_key(report.environment, "summary"),
         description=f"{report.environment} <- {report.change}: {outcome}",
     )

@@ -40,7 +40,6 @@ from clients.rollout_events import (
 from clients.rollout_state import PodState, RolloutState, pod_state
 from clients.waiting import Deadline, Poll, poll_until
 from flows import crashpoints, launches
-from flows.prefect_writes import write
 from flows.progress import mark as mark_stage
 from flows.report import StageFailed
 from flows.results import BuildResult, ImageCheck, JobResult, RolloutResult, Verification
@@ -558,10 +557,8 @@ def _follow_rollout(
     timeout = before_start + budgets.deadline(budgets.pod) * max(1, replicas)
     progress = cast(
         UUID,
-        write(
-            create_progress_artifact,
-            progress=0.0,
-            description=f"{target.environment}: {stage_name} of {target.namespace}/{target.statefulset}",
+        create_progress_artifact(
+            progress=0.0, description=f"{target.environment}: {stage_name} of {target.namespace}/{target.statefulset}"
         ),
     )
     ready: list[str] = []
@@ -582,12 +579,13 @@ def _follow_rollout(
             if isinstance(event, PodReady) and event.pod not in ready and event.revision != snapshot.update_revision:
                 ready.append(event.pod)
                 crashpoints.reached("roll-out")
-                done = min(100.0, 100.0 * len(ready) / max(1, replicas))
-                said = f"{target.environment}: {len(ready)}/{replicas} pods replaced ({event.pod} ready)"
-                write(update_progress_artifact, progress, done, description=said)
+                update_progress_artifact(
+                    progress,
+                    min(100.0, 100.0 * len(ready) / max(1, replicas)),
+                    description=f"{target.environment}: {len(ready)}/{replicas} pods replaced ({event.pod} ready)",
+                )
             if isinstance(event, RolloutDone):
-                said = f"{target.environment}: {stage_name} done"
-                write(update_progress_artifact, progress, 100.0, description=said)
+                update_progress_artifact(progress, 100.0, description=f"{target.environment}: {stage_name} done")
                 return RolloutResult(event.report, pod_timings(event.report, budgets.pod, Outcome.OK))
     except ClientError as error:
         raise StageFailed(stage_name, str(error), pod_timings(follower.report, budgets.pod, Outcome.FAILED)) from error
