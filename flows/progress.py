@@ -38,6 +38,7 @@ from prefect.client.orchestration import get_client
 from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run
 
+from flows.prefect_busy import BUSY_RETRY_SOON
 from flows.report import DeploymentReport
 
 PREFIX = "fragalysis."
@@ -155,7 +156,7 @@ def flush() -> None:
         last.done.wait(FLUSH_SECONDS)
 
 
-LABEL_CLIENT_SETTINGS = {"timeout": 30.0}
+LABEL_CLIENT_SETTINGS = {"timeout": 30.0, **BUSY_RETRY_SOON}
 """httpx settings of the label updates' own client: settings other than the run's make ``get_client`` build a client
 of their own rather than hand back the run's, which is closed when the run has ended (its end does not wait for its
 last labels)."""

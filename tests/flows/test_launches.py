@@ -89,3 +89,37 @@ def test_a_record_prefect_does_not_store_fails_naming_it(prefect_server: None, m
     assert raised.value.status == 503
     assert launches.recall(run_id) is None
     launches._known.pop(run_id, None)
+
+
+def test_a_busy_answer_to_the_claim_is_tried_again_soon_then_with_prefects_backoff(
+    prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import prefect.client.base
+
+    from flows.prefect_busy import FIRST_RETRY_SECONDS
+
+    busy = 2  # the first two PATCHes of the record meet SQLite's lock
+    original = httpx.Client.send
+
+    def send(self: httpx.Client, request: httpx.Request, *args: Any, **kwargs: Any) -> httpx.Response:
+        nonlocal busy
+        if request.method == "PATCH" and "/variables/" in request.url.path and busy:
+            busy -= 1
+            response = httpx.Response(503, request=request, json={"exception_message": "database is locked"})
+            for hook in self.event_hooks["response"]:
+                hook(response)
+            return response
+        return original(self, request, *args, **kwargs)
+
+    slept: list[float] = []
+    monkeypatch.setattr(httpx.Client, "send", send)
+    monkeypatch.setattr(prefect.client.base.time, "sleep", slept.append)
+    run_id = str(uuid.uuid4())
+    launches.holding(run_id, "lease-1")
+    launches.claim(run_id, "dev", "Staging (Version Change)", {"stack_image_tag": "latest"})
+    assert Variable.get(launches.variable_name(run_id))["claimed_at"]
+    # Prefect's client slept twice before its third try: ours first, then its own backoff (2 ** 2 s, jittered)
+    assert len(slept) == 2
+    assert FIRST_RETRY_SECONDS <= slept[0] <= FIRST_RETRY_SECONDS * 1.5
+    assert slept[1] >= 1.0
+    launches.forget(run_id)
