@@ -278,8 +278,13 @@ class Api:
         pass
 
 
-def run_round(setup: SetUp, sandbox: Any, count: int, timeout: float) -> dict[str, Any]:
-    """K deploys at once on ``setup``: their figures and the round's summary."""
+class Unresponsive(Exception):
+    """The set-up's API answered no read of the round's runs for too long."""
+
+
+def run_round(setup: SetUp, sandbox: Any, count: int, timeout: float, unresponsive: float = 300.0) -> dict[str, Any]:
+    """K deploys at once on ``setup``: their figures and the round's summary. The round ends when every run has
+    ended, at ``timeout``, or when the API has answered no read for ``unresponsive`` seconds (``gave_up`` says)."""
     api = Api(setup.api_url)
     deployment = deployment_id(setup.api_url)
     since = datetime.now().astimezone()
@@ -299,16 +304,25 @@ def run_round(setup: SetUp, sandbox: Any, count: int, timeout: float) -> dict[st
                 print(f"  {user(index)}: no flow run created ({type(error).__name__}: {error})", flush=True)
         created_in = time.monotonic() - started
 
+        answered = [time.monotonic()]
+
         def ended() -> list[dict[str, Any]] | None:
             runs = api.read_runs(list(ids.values()))
             if runs is None:
+                if time.monotonic() - answered[0] > unresponsive:
+                    raise Unresponsive
                 return None
+            answered[0] = time.monotonic()
             return runs if len(runs) == len(ids) and all(r["state_type"] in FINAL for r in runs) else None
 
+        gave_up = None
         try:
             final = wait_for(ended, f"{count} deploys to end", timeout, 2.0)
         except TimeoutError:
-            final = api.read_runs(list(ids.values())) or []
+            final, gave_up = api.read_runs(list(ids.values())) or [], "round timeout"
+        except Unresponsive:
+            final, gave_up = [], f"the API answered no read for {unresponsive:.0f} s"
+            print(f"  K={count}: {gave_up}: the round ends with the runs' states unknown", flush=True)
         makespan = time.monotonic() - started
         memory.sample()
     load_after = os.getloadavg()
@@ -347,6 +361,7 @@ def run_round(setup: SetUp, sandbox: Any, count: int, timeout: float) -> dict[st
         "created_in_s": created_in,
         "api_busy_answers": api.busy,
         "api_unanswered_reads": api.unanswered,
+        "gave_up": gave_up,
         **memory.figures(),
         "load_before": [round(x, 1) for x in load_before],
         "load_after": [round(x, 1) for x in load_after],
@@ -377,6 +392,8 @@ def show(setup: str, row: dict[str, Any]) -> None:
         f"load {row['load_before'][0]} -> {row['load_after'][0]}",
         flush=True,
     )
+    if row.get("gave_up"):
+        print(f"           the round ended early: {row['gave_up']}", flush=True)
     for run in row["detail"]:
         if run["state"] != "COMPLETED":
             print(f"           {run['stack']}: {run['state']}: {(run['message'] or '')[:300]}", flush=True)
@@ -389,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--setup", choices=SETUPS, action="append", help="default: both, embedded first")
     parser.add_argument("--workers", type=int, default=2, help="process workers of the scaled-out set-up")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds a round may take")
+    parser.add_argument(
+        "--unresponsive", type=float, default=300.0, help="end a round whose API answers no read for this long"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", type=Path, help="keep the set-ups' logs in this directory")
     args = parser.parse_args(argv)
@@ -422,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
                     save_stack_blocks(endpoints, largest, setup.api_url)
                     print(f"{name}: {largest} StackTarget blocks saved in {time.monotonic() - begun:.0f} s", flush=True)
                     for count in args.stacks:
-                        row = run_round(setup, sandbox, count, args.timeout)
+                        row = run_round(setup, sandbox, count, args.timeout, args.unresponsive)
                         show(name, row)
                         rounds[str(count)] = row
                         results["setups"][name] = rounds
