@@ -24,7 +24,7 @@ from prefect.exceptions import ObjectAlreadyExists
 from prefect.variables import Variable
 
 from clients.errors import ApiError, ClientError
-from flows.prefect_busy import BUSY_RETRY_SOON
+from flows import prefect_busy
 
 
 def variable_name(run_id: str) -> str:
@@ -113,7 +113,8 @@ def _save(run_id: str, record: LaunchRecord) -> None:
 
 def _write(run_id: str, record: LaunchRecord) -> None:
     name, value = variable_name(run_id), asdict(record)
-    with _lock, get_client(sync_client=True, httpx_settings=BUSY_RETRY_SOON) as client:
+    client = prefect_busy.client()
+    with _lock:
         if _known.get(run_id) is not None:
             try:
                 client.update_variable(VariableUpdate(name=name, value=value))

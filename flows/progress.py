@@ -34,11 +34,10 @@ from typing import Any
 from uuid import UUID
 
 from prefect import get_run_logger
-from prefect.client.orchestration import get_client
 from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run
 
-from flows.prefect_busy import BUSY_RETRY_SOON
+from flows import prefect_busy
 from flows.report import DeploymentReport
 
 PREFIX = "fragalysis."
@@ -156,16 +155,9 @@ def flush() -> None:
         last.done.wait(FLUSH_SECONDS)
 
 
-LABEL_CLIENT_SETTINGS = {"timeout": 30.0, **BUSY_RETRY_SOON}
-"""httpx settings of the label updates' own client: settings other than the run's make ``get_client`` build a client
-of their own rather than hand back the run's, which is closed when the run has ended (its end does not wait for its
-last labels)."""
-
-
 def _send(update: _Update) -> None:
     try:
-        with get_client(sync_client=True, httpx_settings=LABEL_CLIENT_SETTINGS) as client:
-            client.update_flow_run_labels(UUID(update.run_id), update.labels)  # type: ignore[arg-type]
+        prefect_busy.client().update_flow_run_labels(UUID(update.run_id), update.labels)  # type: ignore[arg-type]
     except Exception as error:  # the labels only inform: never fail a deployment on them
         stage = update.labels.get(f"{PREFIX}stage")
         update.logger.warning("Could not label flow run %s with stage %r: %s", update.run_id, stage, error)

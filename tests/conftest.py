@@ -22,6 +22,9 @@ import pytest
 
 from sandbox.runtime import FREE_PORTS, Sandbox
 from sandbox.scenario import Scenario, load_scenario
+from tests import leaks
+
+leaks.install()
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -133,7 +136,7 @@ def prefect_server(migrated_database: Path) -> Iterator[None]:
         shutil.copyfile(migrated_database, Path(directory) / "prefect-test.db")
         return directory
 
-    from flows import progress
+    from flows import prefect_busy, progress
 
     with (
         mock.patch("prefect.testing.utilities.mkdtemp", database_directory),
@@ -141,6 +144,7 @@ def prefect_server(migrated_database: Path) -> Iterator[None]:
     ):
         yield
         progress.flush()  # the last run's labels go before the test server stops
+        prefect_busy.close()
 
 
 # Real Prefect servers (``prefect server start``, for the tests that need its services or its CLI) start from the
