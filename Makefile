@@ -29,8 +29,9 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# two workers, each test file on one of them (module fixtures are made once); `make test ARGS="-n 0"` runs in one
 test: lint specs
-	$(BIN)/pytest $(ARGS)
+	$(BIN)/pytest -n 2 --dist loadfile $(ARGS)
 
 # Without npm this says so and does nothing (the tests that need the descriptions skip with a reason); under CI
 # (CI=true) a failed fetch fails, elsewhere (e.g. offline) it is reported and the tests skip.
