@@ -32,8 +32,8 @@ def _del(self: Any, _warn: Any = warnings.warn) -> None:
     sock, self._sock = self._sock, None
     sock.close()  # closed before warning: a warning turned into an error must not leave the socket to warn again
     _warn(
-        f"unclosed transport made in thread {thread!r} for {protocol}, local {self._extra.get('sockname')} peer {self._extra.get('peername')}, at (innermost "
-        f"last):\n{frames}",
+        f"unclosed transport made in thread {thread!r} for {protocol}, local {self._extra.get('sockname')} "
+        f"peer {self._extra.get('peername')}, at (innermost last):\n{frames}",
         ResourceWarning,
         source=self,
     )
