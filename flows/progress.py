@@ -17,8 +17,9 @@ several waiting for that thread are sent as one (the newest labels of each run).
 them: ``forget`` (when the outcome is published) returns at once, and the process, as it exits (a served run's process
 ends with its run), gives the last updates up to ``FLUSH_SECONDS`` to go. On Prefect's SQLite a label update often
 meets a write lock (503) and Prefect's client tries again 2 s later: waiting for it made every deploy end 2 s after
-its last pod was Ready (benchmarks/README.md, ``staging_redeploy.py``). A label update that fails is logged and never
-fails the run: it only informs.
+its last pod was Ready (benchmarks/README.md, ``staging_redeploy.py``). The updates go through
+``flows.prefect_busy.client()``, which tries a first 503 again after 0.1 s. A label update that fails is logged and
+never fails the run: it only informs.
 """
 
 from __future__ import annotations

@@ -104,7 +104,9 @@ def test_refused_websocket_falls_back_to_polling_with_one_debug_log(
 def test_the_poll_relaxes_while_the_websocket_is_live(
     make_sandbox: Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sb = make_sandbox(awx_timeout(PATIENT_AWX_SECONDS), speed=600)
+    # speed 120: the job runs about 5 s, so that the watch (a thread, a handshake, a subscription) is live for part of
+    # it even on a loaded machine; at 600 it ran under a second
+    sb = make_sandbox(awx_timeout(PATIENT_AWX_SECONDS), speed=120)
     slept: list[tuple[float, bool]] = []  # each interval the follow slept by, and whether the websocket was live
     original = Relaxed.next
 
