@@ -76,26 +76,36 @@ class RequestLogMiddleware:
         started = datetime.now(UTC)
         t0 = time.monotonic()
         status = 0
+        headers = dict(scope.get("headers") or [])
+        logged = False
+
+        def record() -> None:
+            nonlocal logged
+            if not logged:
+                logged = True
+                self.log.add(
+                    RequestRecord(
+                        service=self.service,
+                        method=scope["method"],
+                        path=scope["path"],
+                        query=scope.get("query_string", b"").decode("latin-1"),
+                        status=status,
+                        started=started,
+                        duration=time.monotonic() - t0,
+                        user_agent=headers.get(b"user-agent", b"").decode("latin-1"),
+                    )
+                )
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # logged before the answer's last bytes go out: a client that has its answer finds it in the log
+                record()
             await send(message)
 
-        headers = dict(scope.get("headers") or [])
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            self.log.add(
-                RequestRecord(
-                    service=self.service,
-                    method=scope["method"],
-                    path=scope["path"],
-                    query=scope.get("query_string", b"").decode("latin-1"),
-                    status=status,
-                    started=started,
-                    duration=time.monotonic() - t0,
-                    user_agent=headers.get(b"user-agent", b"").decode("latin-1"),
-                )
-            )
+            record()  # no answer (a dropped connection), or one that failed half-way

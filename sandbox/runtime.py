@@ -50,6 +50,8 @@ DEFAULT_PORTS: Mapping[str, int] = {"github": 8601, "awx": 8602, "registry": 860
 FREE_PORTS: Mapping[str, int] = dict.fromkeys(SERVICES, 0)
 ALWAYS_HTTPS = frozenset({"kubernetes"})
 """Served over HTTPS whatever ``tls`` says: a real API server does, and kubectl sends a token only over HTTPS."""
+KEEP_ALIVE_SECONDS = 65
+"""How long an idle keep-alive connection stays open (AWX's nginx: ``keepalive_timeout 65``)."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,9 @@ class Sandbox:
                 access_log=False,
                 lifespan="off",
                 timeout_graceful_shutdown=2,
+                # uvicorn's default of 5 s closed the connection under a client that polls every 5 s (awxkit's
+                # --monitor, "Connection reset by peer" when its request met the close)
+                timeout_keep_alive=KEEP_ALIVE_SECONDS,
                 # AWX serves its websocket (sandbox/awx/websocket.py); uvicorn's sans-I/O websockets protocol
                 # is the one that uses no deprecated websockets API
                 ws="websockets-sansio" if emulator.name == "awx" else "none",
@@ -412,7 +417,10 @@ class Sandbox:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, not 0: asyncio sets TCP_NODELAY only on connections whose socket says TCP, and without it
+    # an answer written as headers then body waits for the client's delayed ACK (40 ms on Linux) after the first
+    # request of a connection, which no real service does
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -42,7 +42,10 @@ def final_json(stdout: str) -> dict[str, object]:
 
 
 def test_launch_monitor_succeeds(make_sandbox):
-    sb = make_sandbox(awx_timeout(PATIENT_AWX_SECONDS), speed=600)
+    # awxkit prints one page (25 events) per fetch, every 2.5 s, and once more after the job ends: at speed 600 the
+    # roll-out's retry lines (one every 10 modelled seconds) overrun a page between two fetches and the recap is
+    # never printed, as it would not be against a real AWX that fast; at 60 a fetch sees about 15 new events
+    sb = make_sandbox(awx_timeout(PATIENT_AWX_SECONDS), speed=60)
     result = launch_and_monitor(sb)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PLAY RECAP" in result.stdout
