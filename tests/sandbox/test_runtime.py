@@ -84,3 +84,31 @@ def test_developer_stacks_scenario(make_sandbox):
         assert sandbox.call(sandbox.kubernetes.statefulset, f"stack-{user}-default", "stack") is not None
     names = [t["name"] for t in sandbox.call(sandbox.awx.template_list)]
     assert names == [f"User ({user}) Developer Fragalysis Stack (Version Change)" for user in users]
+
+
+def test_connections_answer_without_waiting_for_a_delayed_ack():
+    """The listening sockets say TCP, so asyncio sets TCP_NODELAY on every connection it accepts (it only does for a
+    socket whose protocol is IPPROTO_TCP); without it, an answer written as headers then body waited 40 ms for the
+    client's delayed ACK after a connection's first request."""
+    import asyncio
+    import socket
+
+    from sandbox.runtime import _bind
+
+    async def accepted_nodelay() -> int:
+        listening = _bind("127.0.0.1", 0)
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            seen.set_result(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(on_connection, sock=listening)
+        async with server:
+            _, writer = await asyncio.open_connection(*listening.getsockname()[:2])
+            flag = await asyncio.wait_for(seen, 10)
+            writer.close()
+            await writer.wait_closed()
+        return flag
+
+    assert asyncio.run(accepted_nodelay()) != 0
